@@ -1,0 +1,473 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# Design: this module only converts and releases the GIL.  The C kernels of src_c/ (contract in
+# src_c/fastnn.h) do the work; the Python layer (fastnn/*.py) has validated every argument
+# (dtypes, shapes, ranges) before anything here is called.  Typed memoryviews still refuse a
+# wrong dtype or a non-contiguous array with a ValueError, so a slip cannot crash the process.
+# One fused type covers float32/float64: `if floating is float` picks the s- or d-kernel.
+from cython cimport floating
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+
+import numpy as np
+
+
+cdef extern from "fastnn.h" nogil:
+    ctypedef enum fnn_act:
+        pass
+    ctypedef enum fnn_loss:
+        pass
+    ctypedef enum fnn_optim:
+        pass
+    ctypedef void (*fnn_sepilogue)(void *, float *, Py_ssize_t, int, int, int, int)
+    ctypedef void (*fnn_depilogue)(void *, double *, Py_ssize_t, int, int, int, int)
+
+    int fnn_has_openmp()
+    int fnn_omp_max_threads()
+    const char *fnn_gemm_kernel_name()
+
+    size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
+    void fnn_sgemm(int m, int n, int k, const float *A, Py_ssize_t rsa, Py_ssize_t csa,
+                   const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C, Py_ssize_t ldc,
+                   fnn_sepilogue ep, void *ep_ctx, void *ws, int n_threads)
+    void fnn_dgemm(int m, int n, int k, const double *A, Py_ssize_t rsa, Py_ssize_t csa,
+                   const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C, Py_ssize_t ldc,
+                   fnn_depilogue ep, void *ep_ctx, void *ws, int n_threads)
+
+    void fnn_sact_forward(fnn_act act, float *x, Py_ssize_t count)
+    void fnn_dact_forward(fnn_act act, double *x, Py_ssize_t count)
+    void fnn_sact_backward(fnn_act act, const float *a, float *dA, Py_ssize_t count)
+    void fnn_dact_backward(fnn_act act, const double *a, double *dA, Py_ssize_t count)
+
+    void fnn_ssoftmax_rows(int m, int n, const float *Z, Py_ssize_t ldz, float *P, Py_ssize_t ldp)
+    void fnn_dsoftmax_rows(int m, int n, const double *Z, Py_ssize_t ldz, double *P, Py_ssize_t ldp)
+    double fnn_sloss_grad(fnn_loss loss, int m, int n, const float *Z, Py_ssize_t ldz,
+                          const int32_t *labels, const float *Y, Py_ssize_t ldy,
+                          float *dZ, float scale)
+    double fnn_dloss_grad(fnn_loss loss, int m, int n, const double *Z, Py_ssize_t ldz,
+                          const int32_t *labels, const double *Y, Py_ssize_t ldy,
+                          double *dZ, double scale)
+
+    void fnn_philox4x32(const uint32_t *ctr, const uint32_t *key, uint32_t *out)
+    uint32_t fnn_keep_threshold(double keep_prob)
+    void fnn_dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0,
+                          Py_ssize_t count, uint32_t threshold, uint8_t *mask)
+    void fnn_sdropout_apply(float *x, const uint8_t *mask, Py_ssize_t count, float inv_keep)
+    void fnn_ddropout_apply(double *x, const uint8_t *mask, Py_ssize_t count, double inv_keep)
+
+    void fnn_sgather_rows(int m, int n, const float *X, Py_ssize_t ldx, const int64_t *idx, float *out)
+    void fnn_dgather_rows(int m, int n, const double *X, Py_ssize_t ldx, const int64_t *idx, double *out)
+    void fnn_igather(int m, const int32_t *y, const int64_t *idx, int32_t *out)
+
+    ctypedef struct fnn_optim_params:
+        fnn_optim kind
+        double lr, beta1, beta2, eps, weight_decay
+        int64_t t
+    void fnn_soptim_step(const fnn_optim_params *op, Py_ssize_t count, float *p, const float *g,
+                         float *v, float *s, int n_threads)
+    void fnn_doptim_step(const fnn_optim_params *op, Py_ssize_t count, double *p, const double *g,
+                         double *v, double *s, int n_threads)
+
+    ctypedef struct fnn_slayer:
+        int n_in, n_out
+        fnn_act act
+        double keep_prob
+        int batch_norm
+        double bn_momentum
+        float *W
+        float *b
+        float *gamma
+        float *beta
+        float *dW
+        float *db
+        float *dgamma
+        float *dbeta
+        float *running_mean
+        float *running_var
+    ctypedef struct fnn_dlayer:
+        int n_in, n_out
+        fnn_act act
+        double keep_prob
+        int batch_norm
+        double bn_momentum
+        double *W
+        double *b
+        double *gamma
+        double *beta
+        double *dW
+        double *db
+        double *dgamma
+        double *dbeta
+        double *running_mean
+        double *running_var
+    ctypedef struct fnn_pass_result:
+        double loss
+        double sum_w2
+        int64_t n_errors
+    ctypedef struct fnn_snet:
+        pass
+    ctypedef struct fnn_dnet:
+        pass
+    fnn_snet *fnn_snet_create(int n_layers, const fnn_slayer *layers, fnn_loss loss, int max_rows, int max_threads)
+    fnn_dnet *fnn_dnet_create(int n_layers, const fnn_dlayer *layers, fnn_loss loss, int max_rows, int max_threads)
+    void fnn_snet_free(fnn_snet *net)
+    void fnn_dnet_free(fnn_dnet *net)
+    void fnn_snet_forward(fnn_snet *net, int m, const float *X, Py_ssize_t ldx, int training,
+                          uint64_t seed, uint64_t step, float *out, Py_ssize_t ldo, int n_threads)
+    void fnn_dnet_forward(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, int training,
+                          uint64_t seed, uint64_t step, double *out, Py_ssize_t ldo, int n_threads)
+    void fnn_snet_evaluate(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
+                           const int32_t *labels, const float *Y, Py_ssize_t ldy, int n_threads,
+                           fnn_pass_result *res)
+    void fnn_dnet_evaluate(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
+                           const int32_t *labels, const double *Y, Py_ssize_t ldy, int n_threads,
+                           fnn_pass_result *res)
+    void fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
+                            const int32_t *labels, const float *Y, Py_ssize_t ldy,
+                            int training, uint64_t seed, uint64_t step, double l2_coef,
+                            int n_threads, fnn_pass_result *res)
+    void fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
+                            const int32_t *labels, const double *Y, Py_ssize_t ldy,
+                            int training, uint64_t seed, uint64_t step, double l2_coef,
+                            int n_threads, fnn_pass_result *res)
+    void fnn_snet_train_step(fnn_snet *net, int m, const int64_t *idx, const float *X, Py_ssize_t ldx,
+                             const int32_t *labels, const float *Y, Py_ssize_t ldy,
+                             uint64_t seed, uint64_t step, double l2_coef,
+                             const fnn_optim_params *op, Py_ssize_t n_params, float *params,
+                             const float *grads, float *v, float *s, int n_threads, fnn_pass_result *res)
+    void fnn_dnet_train_step(fnn_dnet *net, int m, const int64_t *idx, const double *X, Py_ssize_t ldx,
+                             const int32_t *labels, const double *Y, Py_ssize_t ldy,
+                             uint64_t seed, uint64_t step, double l2_coef,
+                             const fnn_optim_params *op, Py_ssize_t n_params, double *params,
+                             const double *grads, double *v, double *s, int n_threads, fnn_pass_result *res)
+
+
+# ---- build facts ---------------------------------------------------------------------------
+
+def has_openmp():
+    """True when the kernels were compiled with OpenMP."""
+    return bool(fnn_has_openmp())
+
+
+def omp_max_threads():
+    """omp_get_max_threads() of fastnn's OpenMP runtime (1 without OpenMP)."""
+    return fnn_omp_max_threads()
+
+
+def gemm_kernel_name():
+    """Name of the GEMM micro-kernel chosen for this CPU at import."""
+    return fnn_gemm_kernel_name().decode()
+
+
+# ---- single kernels (the tests compare each with fastnn.reference) ---------------------------
+
+def gemm(const floating[:, :] A, const floating[:, :] B, floating[:, ::1] C, int n_threads=1):
+    """C = A @ B; A and B may be any strided 2-D views (transposes are strides).  # OUT: C"""
+    cdef int m = A.shape[0], k = A.shape[1], n = B.shape[1]
+    cdef Py_ssize_t rsa = A.strides[0] // sizeof(floating), csa = A.strides[1] // sizeof(floating)
+    cdef Py_ssize_t rsb = B.strides[0] // sizeof(floating), csb = B.strides[1] // sizeof(floating)
+    cdef size_t wsb = fnn_gemm_ws_size(m, n, k, n_threads, sizeof(floating))
+    ws = np.empty(wsb // 8 + 16, dtype=np.float64)
+    cdef double[::1] wsv = ws
+    cdef char *wsp = <char *>&wsv[0]
+    wsp = wsp + ((64 - (<size_t>wsp) % 64) % 64)
+    cdef const floating *pa = &A[0, 0] if m > 0 and k > 0 else NULL
+    cdef const floating *pb = &B[0, 0] if k > 0 and n > 0 else NULL
+    cdef floating *pc = &C[0, 0] if m > 0 and n > 0 else NULL
+    with nogil:
+        if floating is float:
+            fnn_sgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp, n_threads)
+        else:
+            fnn_dgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp, n_threads)
+
+
+def act_forward(int act, floating[::1] x):
+    """x = g(x) in place.  # IN/OUT: x"""
+    with nogil:
+        if floating is float:
+            fnn_sact_forward(<fnn_act>act, &x[0], x.shape[0])
+        else:
+            fnn_dact_forward(<fnn_act>act, &x[0], x.shape[0])
+
+
+def act_backward(int act, const floating[::1] a, floating[::1] dA):
+    """dA *= g'(.) from the output a.  # IN: a  # IN/OUT: dA"""
+    with nogil:
+        if floating is float:
+            fnn_sact_backward(<fnn_act>act, &a[0], &dA[0], a.shape[0])
+        else:
+            fnn_dact_backward(<fnn_act>act, &a[0], &dA[0], a.shape[0])
+
+
+def softmax_rows(const floating[:, ::1] Z, floating[:, ::1] P):
+    """P = row-wise softmax(Z).  # OUT: P"""
+    with nogil:
+        if floating is float:
+            fnn_ssoftmax_rows(Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1], &P[0, 0], P.shape[1])
+        else:
+            fnn_dsoftmax_rows(Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1], &P[0, 0], P.shape[1])
+
+
+def loss_grad(int loss, const floating[:, ::1] Z, const int32_t[::1] labels,
+              const floating[:, ::1] Y, floating[:, ::1] dZ, double scale):
+    """Sum of the per-example losses; dZ = scale * d(sum)/dZ.  # OUT: dZ"""
+    cdef const int32_t *pl = &labels[0] if labels is not None and labels.shape[0] > 0 else NULL
+    cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
+    cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
+    cdef double total
+    with nogil:
+        if floating is float:
+            total = fnn_sloss_grad(<fnn_loss>loss, Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1],
+                                   pl, py, ldy, &dZ[0, 0], <float>scale)
+        else:
+            total = fnn_dloss_grad(<fnn_loss>loss, Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1],
+                                   pl, py, ldy, &dZ[0, 0], scale)
+    return total
+
+
+def philox4x32(ctr, key):
+    """The 4 words of Philox4x32-10 for counter ctr (4 words) and key (2 words)."""
+    cdef uint32_t c[4]
+    cdef uint32_t k[2]
+    cdef uint32_t out[4]
+    for i in range(4):
+        c[i] = ctr[i]
+    k[0] = key[0]
+    k[1] = key[1]
+    fnn_philox4x32(c, k, out)
+    return [out[0], out[1], out[2], out[3]]
+
+
+def dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, double keep_prob,
+                 uint8_t[::1] mask):
+    """mask[i] = 1 if element e0+i of (seed, step, layer) is kept.  # OUT: mask"""
+    cdef uint32_t thr = fnn_keep_threshold(keep_prob)
+    if mask.shape[0] == 0:
+        return
+    with nogil:
+        fnn_dropout_mask(seed, step, layer, e0, mask.shape[0], thr, &mask[0])
+
+
+def dropout_apply(floating[::1] x, const uint8_t[::1] mask, double keep_prob):
+    """x = mask ? x/keep_prob : 0.  # IN/OUT: x"""
+    with nogil:
+        if floating is float:
+            fnn_sdropout_apply(&x[0], &mask[0], x.shape[0], <float>(1.0 / keep_prob))
+        else:
+            fnn_ddropout_apply(&x[0], &mask[0], x.shape[0], 1.0 / keep_prob)
+
+
+def gather_rows(const floating[:, ::1] X, const int64_t[::1] idx, floating[:, ::1] out):
+    """out[r] = X[idx[r]].  # OUT: out"""
+    with nogil:
+        if floating is float:
+            fnn_sgather_rows(idx.shape[0], X.shape[1], &X[0, 0], X.shape[1], &idx[0], &out[0, 0])
+        else:
+            fnn_dgather_rows(idx.shape[0], X.shape[1], &X[0, 0], X.shape[1], &idx[0], &out[0, 0])
+
+
+cdef fnn_optim_params _optim_params(int kind, double lr, double beta1, double beta2, double eps,
+                                    double weight_decay, int64_t t):
+    cdef fnn_optim_params op
+    op.kind = <fnn_optim>kind
+    op.lr = lr
+    op.beta1 = beta1
+    op.beta2 = beta2
+    op.eps = eps
+    op.weight_decay = weight_decay
+    op.t = t
+    return op
+
+
+def optim_step(int kind, double lr, double beta1, double beta2, double eps, double weight_decay,
+               int64_t t, floating[::1] p, const floating[::1] g, floating[::1] v,
+               floating[::1] s, int n_threads=1):
+    """One fused optimizer pass over flat p, g (and state v, s).  # IN/OUT: p, v, s"""
+    cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t)
+    cdef floating *pv = &v[0] if v is not None and v.shape[0] > 0 else NULL
+    cdef floating *ps = &s[0] if s is not None and s.shape[0] > 0 else NULL
+    if p.shape[0] == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_soptim_step(&op, p.shape[0], &p[0], &g[0], pv, ps, n_threads)
+        else:
+            fnn_doptim_step(&op, p.shape[0], &p[0], &g[0], pv, ps, n_threads)
+
+
+# ---- the network -----------------------------------------------------------------------------
+
+cdef class Net:
+    """A compiled network over caller-owned flat buffers, with its workspace.
+
+    `layers` is a sequence of tuples (n_in, n_out, act, keep_prob, batch_norm, bn_momentum,
+    oW, ob, ogamma, obeta, orm, orv): offsets into `params`/`grads` (oW..obeta) and into
+    `buffers` (orm, orv), -1 where absent.  The arrays are kept alive by this object.
+    """
+    cdef void *_net
+    cdef bint _double
+    cdef readonly int max_rows, max_threads, n_out, n_in
+    cdef readonly object params, grads, buffers
+
+    def __cinit__(self, layers, int loss, params, grads, buffers, int max_rows, int max_threads):
+        self._net = NULL
+        self._double = params.dtype == np.float64
+        self.params, self.grads, self.buffers = params, grads, buffers
+        self.max_rows, self.max_threads = max_rows, max_threads
+        self.n_in = layers[0][0]
+        self.n_out = layers[len(layers) - 1][1]
+        if self._double:
+            self._net = _make_dnet(layers, loss, params, grads, buffers, max_rows, max_threads)
+        else:
+            self._net = _make_snet(layers, loss, params, grads, buffers, max_rows, max_threads)
+        if self._net == NULL:
+            raise MemoryError("fastnn: cannot allocate the training workspace")
+
+    def __dealloc__(self):
+        if self._net != NULL:
+            if self._double:
+                fnn_dnet_free(<fnn_dnet *>self._net)
+            else:
+                fnn_snet_free(<fnn_snet *>self._net)
+            self._net = NULL
+
+    def forward(self, const floating[:, ::1] X, floating[:, ::1] out, bint training,
+                uint64_t seed, uint64_t step, int n_threads):
+        """out = network output on X (m <= max_rows).  # OUT: out"""
+        cdef int m = X.shape[0]
+        with nogil:
+            if floating is float:
+                fnn_snet_forward(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], training, seed,
+                                 step, &out[0, 0], out.shape[1], n_threads)
+            else:
+                fnn_dnet_forward(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], training, seed,
+                                 step, &out[0, 0], out.shape[1], n_threads)
+
+    def evaluate(self, const floating[:, ::1] X, const int32_t[::1] labels,
+                 const floating[:, ::1] Y, int n_threads):
+        """Inference loss and errors on X (m <= max_rows); returns (loss, n_errors)."""
+        cdef fnn_pass_result res
+        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
+        cdef int m = X.shape[0]
+        with nogil:
+            if floating is float:
+                fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
+                                  n_threads, &res)
+            else:
+                fnn_dnet_evaluate(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
+                                  n_threads, &res)
+        return res.loss, res.n_errors
+
+    def loss_grad(self, const floating[:, ::1] X, const int32_t[::1] labels,
+                  const floating[:, ::1] Y, bint training, uint64_t seed, uint64_t step,
+                  double l2_coef, int n_threads):
+        """Forward + loss + backward into `grads`; returns (loss, sum_w2, n_errors)."""
+        cdef fnn_pass_result res
+        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
+        cdef int m = X.shape[0]
+        with nogil:
+            if floating is float:
+                fnn_snet_loss_grad(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
+                                   training, seed, step, l2_coef, n_threads, &res)
+            else:
+                fnn_dnet_loss_grad(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
+                                   training, seed, step, l2_coef, n_threads, &res)
+        return res.loss, res.sum_w2, res.n_errors
+
+    def train_step(self, const int64_t[::1] idx, const floating[:, ::1] X,
+                   const int32_t[::1] labels, const floating[:, ::1] Y,
+                   uint64_t seed, uint64_t step, double l2_coef,
+                   int kind, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, int64_t t,
+                   floating[::1] params, const floating[::1] grads,
+                   floating[::1] v, floating[::1] s, int n_threads):
+        """Gather idx, forward, loss, backward, optimizer update; returns (loss, sum_w2, n_errors)."""
+        cdef fnn_pass_result res
+        cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t)
+        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
+        cdef floating *pv = &v[0] if v is not None else NULL
+        cdef floating *ps = &s[0] if s is not None else NULL
+        cdef int m = idx.shape[0]
+        with nogil:
+            if floating is float:
+                fnn_snet_train_step(<fnn_snet *>self._net, m, &idx[0], &X[0, 0], X.shape[1],
+                                    pl, py, ldy, seed, step, l2_coef, &op, params.shape[0],
+                                    &params[0], &grads[0], pv, ps, n_threads, &res)
+            else:
+                fnn_dnet_train_step(<fnn_dnet *>self._net, m, &idx[0], &X[0, 0], X.shape[1],
+                                    pl, py, ldy, seed, step, l2_coef, &op, params.shape[0],
+                                    &params[0], &grads[0], pv, ps, n_threads, &res)
+        return res.loss, res.sum_w2, res.n_errors
+
+
+cdef void *_make_snet(layers, int loss, float[::1] params, float[::1] grads, float[::1] buffers,
+                      int max_rows, int max_threads):
+    cdef int L = len(layers)
+    cdef fnn_slayer *tab = <fnn_slayer *>malloc(sizeof(fnn_slayer) * L)
+    cdef void *net
+    cdef float *P = &params[0]
+    cdef float *G = &grads[0]
+    cdef float *B = &buffers[0] if buffers.shape[0] > 0 else NULL
+    if tab == NULL:
+        return NULL
+    for l in range(L):
+        n_in, n_out, act, kp, bn, mom, oW, ob, og, obt, orm, orv = layers[l]
+        tab[l].n_in = n_in
+        tab[l].n_out = n_out
+        tab[l].act = <fnn_act>act
+        tab[l].keep_prob = kp
+        tab[l].batch_norm = bn
+        tab[l].bn_momentum = mom
+        tab[l].W = P + <Py_ssize_t>oW
+        tab[l].dW = G + <Py_ssize_t>oW
+        tab[l].b = P + <Py_ssize_t>ob if ob >= 0 else NULL
+        tab[l].db = G + <Py_ssize_t>ob if ob >= 0 else NULL
+        tab[l].gamma = P + <Py_ssize_t>og if og >= 0 else NULL
+        tab[l].dgamma = G + <Py_ssize_t>og if og >= 0 else NULL
+        tab[l].beta = P + <Py_ssize_t>obt if obt >= 0 else NULL
+        tab[l].dbeta = G + <Py_ssize_t>obt if obt >= 0 else NULL
+        tab[l].running_mean = B + <Py_ssize_t>orm if orm >= 0 else NULL
+        tab[l].running_var = B + <Py_ssize_t>orv if orv >= 0 else NULL
+    with nogil:
+        net = fnn_snet_create(L, tab, <fnn_loss>loss, max_rows, max_threads)
+    free(tab)
+    return net
+
+
+cdef void *_make_dnet(layers, int loss, double[::1] params, double[::1] grads, double[::1] buffers,
+                      int max_rows, int max_threads):
+    cdef int L = len(layers)
+    cdef fnn_dlayer *tab = <fnn_dlayer *>malloc(sizeof(fnn_dlayer) * L)
+    cdef void *net
+    cdef double *P = &params[0]
+    cdef double *G = &grads[0]
+    cdef double *B = &buffers[0] if buffers.shape[0] > 0 else NULL
+    if tab == NULL:
+        return NULL
+    for l in range(L):
+        n_in, n_out, act, kp, bn, mom, oW, ob, og, obt, orm, orv = layers[l]
+        tab[l].n_in = n_in
+        tab[l].n_out = n_out
+        tab[l].act = <fnn_act>act
+        tab[l].keep_prob = kp
+        tab[l].batch_norm = bn
+        tab[l].bn_momentum = mom
+        tab[l].W = P + <Py_ssize_t>oW
+        tab[l].dW = G + <Py_ssize_t>oW
+        tab[l].b = P + <Py_ssize_t>ob if ob >= 0 else NULL
+        tab[l].db = G + <Py_ssize_t>ob if ob >= 0 else NULL
+        tab[l].gamma = P + <Py_ssize_t>og if og >= 0 else NULL
+        tab[l].dgamma = G + <Py_ssize_t>og if og >= 0 else NULL
+        tab[l].beta = P + <Py_ssize_t>obt if obt >= 0 else NULL
+        tab[l].dbeta = G + <Py_ssize_t>obt if obt >= 0 else NULL
+        tab[l].running_mean = B + <Py_ssize_t>orm if orm >= 0 else NULL
+        tab[l].running_var = B + <Py_ssize_t>orv if orv >= 0 else NULL
+    with nogil:
+        net = fnn_dnet_create(L, tab, <fnn_loss>loss, max_rows, max_threads)
+    free(tab)
+    return net

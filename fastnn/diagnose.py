@@ -1,0 +1,113 @@
+"""Bias/variance diagnosis from train and dev errors, with the course's advice.
+
+::
+
+    avoidable_bias = train_error - base_error     (high bias: avoidable_bias > tol)
+    variance       = dev_error - train_error      (high variance: variance > tol)
+
+``base_error`` is the best achievable (Bayes, or human-level) error; 0 when the task is easy for
+people.  High bias means the model underfits the training set; high variance means it overfits
+(fits the training set much better than the dev set).
+"""
+
+from dataclasses import dataclass
+
+from fastnn._validation import check_scalar
+
+__all__ = ["Diagnosis", "diagnose", "BIAS_ADVICE", "VARIANCE_ADVICE"]
+
+BIAS_ADVICE = (
+    "use a bigger network (more hidden units or more layers)",
+    "train longer or use a better optimizer (momentum, RMSprop, Adam)",
+    "use a better initialization (He for relu, Xavier for tanh)",
+    "tune the learning rate",
+)
+"""What to try against high bias (underfitting)."""
+
+VARIANCE_ADVICE = (
+    "get more (or more diverse) training data",
+    "add regularization: L2 (l2=...), dropout (keep_prob < 1) or early stopping",
+)
+"""What to try against high variance (overfitting)."""
+
+_GOOD_FIT_ADVICE = (
+    "train and dev errors are both within tolerance: check the error on the test set",
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Result of :func:`diagnose`.
+
+    Attributes
+    ----------
+    kind : {"high bias", "high variance", "high bias and high variance", "good fit"}
+    avoidable_bias : float
+        ``train_error - base_error``.
+    variance : float
+        ``dev_error - train_error``.
+    advice : tuple of str
+        What to try next, bias remedies first.
+    """
+
+    kind: str
+    avoidable_bias: float
+    variance: float
+    advice: tuple
+
+    def __str__(self):
+        lines = [f"{self.kind} (avoidable bias {self.avoidable_bias:.2%}, "
+                 f"variance {self.variance:.2%})"]
+        lines += [f"  - {item}" for item in self.advice]
+        return "\n".join(lines)
+
+
+def diagnose(train_error, dev_error, base_error=0.0, tol=0.02):
+    """Diagnose bias and variance from error rates.
+
+    ::
+
+        avoidable_bias = train_error - base_error
+        variance       = dev_error - train_error
+        kind: "high bias" if avoidable_bias > tol, "high variance" if variance > tol,
+              "high bias and high variance" if both, "good fit" if neither
+
+    Parameters
+    ----------
+    train_error : float >= 0
+        Error on the training set, as a fraction (0.15 for 15 %).
+    dev_error : float >= 0
+        Error on the dev set.
+    base_error : float >= 0, default 0.0
+        Best achievable (Bayes or human-level) error.
+    tol : float > 0, default 0.02
+        How much avoidable bias or variance is tolerated.
+
+    Returns
+    -------
+    Diagnosis
+
+    Examples
+    --------
+    >>> diagnose(0.01, 0.11).kind
+    'high variance'
+    >>> diagnose(0.15, 0.16).kind
+    'high bias'
+    """
+    train_error = check_scalar(train_error, "train_error", "float", low=0.0)
+    dev_error = check_scalar(dev_error, "dev_error", "float", low=0.0)
+    base_error = check_scalar(base_error, "base_error", "float", low=0.0)
+    tol = check_scalar(tol, "tol", "float", low=0.0, low_inclusive=False)
+    avoidable_bias = train_error - base_error
+    variance = dev_error - train_error
+    high_bias = avoidable_bias > tol
+    high_variance = variance > tol
+    if high_bias and high_variance:
+        kind, advice = "high bias and high variance", BIAS_ADVICE + VARIANCE_ADVICE
+    elif high_bias:
+        kind, advice = "high bias", BIAS_ADVICE
+    elif high_variance:
+        kind, advice = "high variance", VARIANCE_ADVICE
+    else:
+        kind, advice = "good fit", _GOOD_FIT_ADVICE
+    return Diagnosis(kind, avoidable_bias, variance, advice)

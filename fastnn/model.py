@@ -1,0 +1,464 @@
+"""The model: ``Dense`` layers chained into an ``MLP`` over one flat parameter buffer.
+
+Design: an MLP owns a flat parameter buffer and a flat gradient buffer (every trainable array of
+every layer is a view into them, so one fused optimizer call updates the whole model) and a flat
+buffer for the batch-norm running statistics.  The compiled network (``_core.Net``) holds
+pointers into those buffers plus its workspace; it is built once per (rows, threads) and cached.
+Validation happens here, before any compiled code runs.
+"""
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._threads import get_num_threads
+from ._validation import _describe, check_random_seed, check_scalar, validate_X, validate_y
+
+__all__ = ["Dense", "MLP", "ACTIVATIONS", "INITS"]
+
+# name -> the C enum value (src_c/fastnn.h, fnn_act).  Stored in model files: never renumber.
+ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4, "softmax": 5}
+# output activation -> (C loss enum, task of the targets)
+LOSSES = {"softmax": (0, "multiclass"), "sigmoid": (1, "binary"), "linear": (2, "regression")}
+INITS = ("zeros", "random", "xavier", "he")
+
+# Rows per compiled inference/evaluation call: bounds the workspace of predict on large inputs.
+_CHUNK_ROWS = 4096
+
+
+class Dense:
+    """A fully connected layer: ``output = activation(dot(input, W) + b)``, then dropout.
+
+    With ``batch_norm=True``: ``Z = dot(input, W)`` (no bias), ``Z~ = gamma * (Z - mu) /
+    sqrt(var + 1e-5) + beta`` with batch statistics in training and running averages at
+    inference, then the activation.  With ``keep_prob < 1`` (training only): inverted dropout,
+    ``A = A * mask / keep_prob`` with ``mask ~ Bernoulli(keep_prob)``.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs (``n_out``).
+    activation : {"relu", "leaky_relu", "tanh", "sigmoid", "linear", "softmax"}, default "relu"
+        ``leaky_relu`` has slope 0.01; ``softmax`` only on the output layer.
+    init : {"zeros", "random", "xavier", "he"} or None, default None
+        ``random``: N(0, 1) * 0.01; ``xavier``: N(0, 1/n_in); ``he``: N(0, 2/n_in).  ``None``:
+        ``he`` for relu/leaky_relu, ``xavier`` otherwise.
+    keep_prob : float in (0, 1], default 1.0
+        Dropout keep probability (1: no dropout).  Not allowed on the output layer.
+    batch_norm : bool, default False
+    bn_momentum : float in [0, 1), default 0.9
+        ``running = bn_momentum * running + (1 - bn_momentum) * batch_stat`` (PyTorch's
+        ``momentum`` is ``1 - bn_momentum``).
+    """
+
+    def __init__(self, units, activation="relu", *, init=None, keep_prob=1.0, batch_norm=False,
+                 bn_momentum=0.9):
+        self.units = check_scalar(units, "units", "int", low=1)
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
+                             f"{_describe(activation)}")
+        self.activation = activation
+        if init is None:
+            init = "he" if activation in ("relu", "leaky_relu") else "xavier"
+        if not isinstance(init, str) or init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)} or None, got {_describe(init)}")
+        self.init = init
+        self.keep_prob = check_scalar(keep_prob, "keep_prob", "float", low=0.0, high=1.0,
+                                      low_inclusive=False)
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise TypeError(f"batch_norm must be a bool, got {_describe(batch_norm)}")
+        self.batch_norm = bool(batch_norm)
+        self.bn_momentum = check_scalar(bn_momentum, "bn_momentum", "float", low=0.0, high=1.0,
+                                        high_inclusive=False)
+
+    def get_config(self):
+        """JSON-able description; ``Dense(**config)`` rebuilds the layer."""
+        return {"units": self.units, "activation": self.activation, "init": self.init,
+                "keep_prob": self.keep_prob, "batch_norm": self.batch_norm,
+                "bn_momentum": self.bn_momentum}
+
+    def __repr__(self):
+        defaults = {"keep_prob": 1.0, "batch_norm": False, "bn_momentum": 0.9}
+        extra = "".join(f", {k}={v!r}" for k, v in self.get_config().items()
+                        if k in defaults and v != defaults[k])
+        return f"Dense({self.units}, {self.activation!r}, init={self.init!r}{extra})"
+
+
+class MLP:
+    """A multilayer perceptron: a chain of :class:`Dense` layers with one dtype.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Number of input features.
+    layers : sequence of Dense
+        The last layer's activation picks the loss: softmax -> cross-entropy (integer labels
+        ``0..units-1``), sigmoid -> binary cross-entropy (0/1 targets), linear -> mean squared
+        error (float targets).
+    dtype : {"float32", "float64"}, default "float32"
+    seed : int, default 0
+        Seeds the initial weights (same seed, same weights) and the default dropout seed.
+
+    Attributes
+    ----------
+    standardizer : fastnn.data.Standardizer or None
+        When set, applied to every input (``forward``, ``predict``, ``loss_and_grads``,
+        ``Trainer.fit``) and saved in the model file.
+    classes_ : ndarray or None
+        Original class labels of a softmax/sigmoid model (``predict`` maps indices to them).
+    """
+
+    def __init__(self, n_inputs, layers, dtype="float32", seed=0):
+        self.n_inputs = check_scalar(n_inputs, "n_inputs", "int", low=1)
+        if isinstance(layers, Dense) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of fastnn.Dense, got {_describe(layers)}")
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one fastnn.Dense layer, got []")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Dense):
+                raise TypeError(f"layers[{i}] must be a fastnn.Dense, got {_describe(layer)}")
+            if layer.activation == "softmax" and i != len(layers) - 1:
+                raise ValueError(f"layers[{i}]: softmax is allowed on the output layer only")
+        out = layers[-1]
+        if out.activation not in LOSSES:
+            raise ValueError(f"the output layer's activation must be 'softmax', 'sigmoid' or "
+                             f"'linear' (it picks the loss), got {out.activation!r}")
+        if out.keep_prob != 1.0:
+            raise ValueError(f"keep_prob of the output layer must be 1.0 (no dropout on the "
+                             f"output), got {out.keep_prob!r}")
+        if out.batch_norm:
+            raise ValueError("batch_norm is not allowed on the output layer")
+        if out.activation == "softmax" and out.units < 2:
+            raise ValueError(f"a softmax output needs at least 2 units, got {out.units}")
+        if isinstance(dtype, str) and dtype in ("float32", "float64"):
+            self.dtype = np.dtype(dtype)
+        elif dtype in (np.float32, np.float64) and not isinstance(dtype, str):
+            self.dtype = np.dtype(dtype)
+        else:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {_describe(dtype)}")
+        self.seed = check_random_seed(seed, "seed")
+        if self.seed is None:
+            self.seed = 0
+        self.layers = layers
+        self.loss_kind, self.task = LOSSES[out.activation]
+        self.standardizer = None
+        self.classes_ = None
+        self._build_buffers()
+        self.reset_parameters()
+        self._nets = {}
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def _build_buffers(self):
+        """Lay every array out in the flat buffers; keep (name -> (offset, shape)) tables."""
+        param_layout, buffer_layout = {}, {}
+        p_off = b_off = 0
+        n_in = self.n_inputs
+        for i, layer in enumerate(self.layers):
+            n_out = layer.units
+            names = [("W", (n_in, n_out))]
+            names += [("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm else [("b", (n_out,))]
+            for name, shape in names:
+                param_layout[f"{i}.{name}"] = (p_off, shape)
+                p_off += int(np.prod(shape))
+            if layer.batch_norm:
+                for name in ("running_mean", "running_var"):
+                    buffer_layout[f"{i}.{name}"] = (b_off, (n_out,))
+                    b_off += n_out
+            n_in = n_out
+        self._param_layout, self._buffer_layout = param_layout, buffer_layout
+        self._params = np.zeros(p_off, dtype=self.dtype)
+        self._grads = np.zeros(p_off, dtype=self.dtype)
+        self._buffers = np.zeros(b_off, dtype=self.dtype)
+
+    def _view(self, flat, layout, key):
+        off, shape = layout[key]
+        return flat[off:off + int(np.prod(shape))].reshape(shape)
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].units
+
+    @property
+    def n_params(self):
+        """Number of trainable scalars."""
+        return self._params.size
+
+    def reset_parameters(self, seed=None):
+        """(Re-)initialise every weight from ``seed`` (default: the model's seed)."""
+        rng = np.random.default_rng(self.seed if seed is None else check_random_seed(seed))
+        n_in = self.n_inputs
+        for i, layer in enumerate(self.layers):
+            W = self._view(self._params, self._param_layout, f"{i}.W")
+            shape = (n_in, layer.units)
+            if layer.init == "zeros":
+                W[...] = 0.0
+            elif layer.init == "random":
+                W[...] = rng.standard_normal(shape) * 0.01
+            elif layer.init == "xavier":
+                W[...] = rng.standard_normal(shape) * np.sqrt(1.0 / n_in)
+            else:  # he
+                W[...] = rng.standard_normal(shape) * np.sqrt(2.0 / n_in)
+            if layer.batch_norm:
+                self._view(self._params, self._param_layout, f"{i}.gamma")[...] = 1.0
+                self._view(self._params, self._param_layout, f"{i}.beta")[...] = 0.0
+                self._view(self._buffers, self._buffer_layout, f"{i}.running_mean")[...] = 0.0
+                self._view(self._buffers, self._buffer_layout, f"{i}.running_var")[...] = 1.0
+            else:
+                self._view(self._params, self._param_layout, f"{i}.b")[...] = 0.0
+            n_in = layer.units
+
+    def _layer_table(self):
+        """The tuples _core.Net takes (offsets into the flat buffers, -1 where absent)."""
+        table, n_in = [], self.n_inputs
+        for i, layer in enumerate(self.layers):
+            def off(layout, name):
+                key = f"{i}.{name}"
+                return layout[key][0] if key in layout else -1
+            table.append((n_in, layer.units, ACTIVATIONS[layer.activation], layer.keep_prob,
+                          int(layer.batch_norm), layer.bn_momentum,
+                          off(self._param_layout, "W"), off(self._param_layout, "b"),
+                          off(self._param_layout, "gamma"), off(self._param_layout, "beta"),
+                          off(self._buffer_layout, "running_mean"),
+                          off(self._buffer_layout, "running_var")))
+            n_in = layer.units
+        return table
+
+    def _net(self, max_rows, n_threads):
+        """The compiled network for batches of up to max_rows rows (built once, cached)."""
+        key = (int(max_rows), int(n_threads))
+        net = self._nets.get(key)
+        if net is None:
+            if len(self._nets) >= 4:
+                self._nets.clear()
+            net = _core.Net(self._layer_table(), self.loss_kind, self._params, self._grads,
+                            self._buffers, key[0], key[1])
+            self._nets[key] = net
+        return net
+
+    # ---- weights -----------------------------------------------------------------------------
+
+    def _all_keys(self):
+        keys = []
+        for i, layer in enumerate(self.layers):
+            keys.append(f"{i}.W")
+            if layer.batch_norm:
+                keys += [f"{i}.gamma", f"{i}.beta", f"{i}.running_mean", f"{i}.running_var"]
+            else:
+                keys.append(f"{i}.b")
+        return keys
+
+    def _array(self, key):
+        if key in self._param_layout:
+            return self._view(self._params, self._param_layout, key)
+        return self._view(self._buffers, self._buffer_layout, key)
+
+    def get_weights(self):
+        """Copies of every array: ``{"{i}.W", "{i}.b"}`` and, for batch-norm layers,
+        ``{"{i}.gamma", "{i}.beta", "{i}.running_mean", "{i}.running_var"}``."""
+        return {key: self._array(key).copy() for key in self._all_keys()}
+
+    def set_weights(self, weights):
+        """Copy ``weights`` (a dict as returned by :meth:`get_weights`) into the model.
+
+        Every key must be present, with the same shape and the model's dtype, and finite."""
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights must be a dict of arrays, got {_describe(weights)}")
+        expected = self._all_keys()
+        missing = [k for k in expected if k not in weights]
+        extra = [k for k in weights if k not in expected]
+        if missing or extra:
+            raise ValueError(f"weights keys do not match the model: missing {missing}, "
+                             f"unexpected {extra}")
+        checked = {}
+        for key in expected:
+            value = weights[key]
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"weights[{key!r}] must be a numpy array, got {_describe(value)}")
+            target = self._array(key)
+            if value.shape != target.shape:
+                raise ValueError(f"weights[{key!r}] must have shape {target.shape}, got "
+                                 f"{value.shape}")
+            if value.dtype != self.dtype:
+                raise ValueError(f"weights[{key!r}] must have dtype {self.dtype}, got "
+                                 f"{value.dtype}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"weights[{key!r}] must be finite, got NaN or infinity")
+            if key.endswith("running_var") and np.any(value < 0):
+                raise ValueError(f"weights[{key!r}] must be >= 0 (a variance)")
+            checked[key] = value
+        for key, value in checked.items():
+            self._array(key)[...] = value
+
+    def _grads_dict(self):
+        return {key: self._view(self._grads, self._param_layout, key).copy()
+                for key in self._param_layout}
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def _prepare_X(self, X, name="X"):
+        X = validate_X(X, name, n_features=self.n_inputs, dtype=self.dtype)
+        if self.standardizer is not None:
+            X = np.ascontiguousarray(self.standardizer.transform(X), dtype=self.dtype)
+        return X
+
+    def _prepare_y(self, y, n_samples, name="y"):
+        """Targets as the kernels take them: (labels int32, None) or (None, Y 2-D float)."""
+        if self.task == "multiclass":
+            if self.classes_ is not None:
+                y = self._encode_labels(y, name)
+            labels = validate_y(y, name, task="multiclass", n_samples=n_samples,
+                                n_classes=self.n_outputs)
+            return labels.astype(np.int32), None
+        Y = validate_y(y, name, task=self.task, n_samples=n_samples, n_outputs=self.n_outputs,
+                       dtype=self.dtype)
+        return None, np.ascontiguousarray(Y.reshape(n_samples, self.n_outputs))
+
+    def _encode_labels(self, y, name):
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be 1-D labels, got shape {y.shape}")
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        bad = self.classes_[idx] != y
+        if np.any(bad):
+            raise ValueError(f"{name} holds labels not seen in training, such as {y[bad][0]!r}; "
+                             f"known classes: {list(self.classes_)}")
+        return idx
+
+    # ---- inference ---------------------------------------------------------------------------
+
+    def forward(self, X, training=False, seed=None):
+        """Network output on X: probabilities (softmax/sigmoid) or values (linear).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_inputs)
+        training : bool, default False
+            True applies dropout (masks drawn from ``seed``, default the model's seed) and batch
+            statistics (which also updates the batch-norm running averages, as in PyTorch).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs), the model's dtype
+        """
+        X = self._prepare_X(X)
+        seed = self.seed if seed is None else check_random_seed(seed)
+        n = X.shape[0]
+        out = np.empty((n, self.n_outputs), dtype=self.dtype)
+        n_threads = get_num_threads()
+        if training:  # batch statistics need the whole batch in one call
+            self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
+            return out
+        net = self._net(min(n, _CHUNK_ROWS), n_threads)
+        for start in range(0, n, _CHUNK_ROWS):
+            stop = min(n, start + _CHUNK_ROWS)
+            net.forward(X[start:stop], out[start:stop], False, 0, 0, n_threads)
+        return out
+
+    def predict_proba(self, X):
+        """Output probabilities of a softmax (n_samples, n_classes) or sigmoid
+        (n_samples, units) model."""
+        if self.task == "regression":
+            raise ValueError("predict_proba needs a softmax or sigmoid output; this model's "
+                             "output is linear (use predict)")
+        return self.forward(X)
+
+    def predict(self, X):
+        """Labels (softmax: argmax, mapped through ``classes_``; sigmoid: output > 0.5) or
+        values (linear).  One output unit gives shape (n_samples,)."""
+        out = self.forward(X)
+        if self.task == "multiclass":
+            idx = out.argmax(axis=1)
+            return self.classes_[idx] if self.classes_ is not None else idx
+        if self.task == "binary":
+            pred = (out > 0.5).astype(np.int64)
+            if self.classes_ is not None:
+                pred = self.classes_[pred]
+            return pred[:, 0] if self.n_outputs == 1 else pred
+        return out[:, 0] if self.n_outputs == 1 else out
+
+    def evaluate(self, X, y):
+        """Inference-mode ``(loss, error)`` on (X, y): the mean data loss (no L2 term) and the
+        error rate (fraction misclassified; NaN for a linear output)."""
+        X = self._prepare_X(X)
+        labels, Y = self._prepare_y(y, X.shape[0])
+        return self._evaluate_prepared(X, labels, Y)
+
+    def _evaluate_prepared(self, X, labels, Y):
+        n = X.shape[0]
+        n_threads = get_num_threads()
+        net = self._net(min(n, _CHUNK_ROWS), n_threads)
+        total_loss, total_err = 0.0, 0
+        for start in range(0, n, _CHUNK_ROWS):
+            stop = min(n, start + _CHUNK_ROWS)
+            loss, err = net.evaluate(X[start:stop], None if labels is None else labels[start:stop],
+                                     None if Y is None else Y[start:stop], n_threads)
+            total_loss += loss * (stop - start)
+            total_err += err
+        units = 1 if self.task == "multiclass" else self.n_outputs
+        error = total_err / (n * units) if self.task != "regression" else float("nan")
+        return total_loss / n, error
+
+    def loss_and_grads(self, X, y, *, l2=0.0, training=False, seed=None):
+        """Cost and gradients on (X, y) in one forward/backward pass.
+
+        ``cost = J + l2/(2m) * sum_layers ||W||^2`` with ``m = len(X)``; ``dW`` includes
+        ``(l2/m) W``.  ``training=True`` applies dropout (masks fixed by ``seed``, default the
+        model's seed: same seed, same masks) and batch statistics.
+
+        Returns
+        -------
+        cost : float
+        grads : dict of str -> ndarray
+            Keyed like :meth:`get_weights` (trainable arrays only: W, b, gamma, beta).
+        """
+        X = self._prepare_X(X)
+        labels, Y = self._prepare_y(y, X.shape[0])
+        l2 = check_scalar(l2, "l2", "float", low=0.0)
+        seed = self.seed if seed is None else check_random_seed(seed)
+        m = X.shape[0]
+        n_threads = get_num_threads()
+        loss, sum_w2, _ = self._net(m, n_threads).loss_grad(X, labels, Y, bool(training), seed,
+                                                            0, l2 / m, n_threads)
+        cost = loss + l2 / (2.0 * m) * sum_w2
+        return float(cost), self._grads_dict()
+
+    # ---- files -------------------------------------------------------------------------------
+
+    def get_config(self):
+        """JSON-able architecture: ``MLP.from_config(config)`` rebuilds it (untrained)."""
+        return {"n_inputs": self.n_inputs, "layers": [l.get_config() for l in self.layers],
+                "dtype": self.dtype.name, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["n_inputs"], [Dense(**c) for c in config["layers"]],
+                   dtype=config["dtype"], seed=config["seed"])
+
+    def save(self, path):
+        """Write the model to ``path`` as a safetensors file (see :func:`fastnn.load`)."""
+        from .io import save_model
+        save_model(self, path)
+
+    def copy(self, dtype=None):
+        """An independent copy (optionally converted to another dtype)."""
+        config = self.get_config()
+        if dtype is not None:
+            config["dtype"] = np.dtype(dtype).name
+        clone = MLP.from_config(config)
+        clone.set_weights({k: v.astype(clone.dtype) for k, v in self.get_weights().items()})
+        clone.standardizer = self.standardizer
+        clone.classes_ = None if self.classes_ is None else self.classes_.copy()
+        return clone
+
+    def __repr__(self):
+        inner = ", ".join(repr(l) for l in self.layers)
+        return f"MLP(n_inputs={self.n_inputs}, layers=[{inner}], dtype={self.dtype.name!r})"
+
+    def __getstate__(self):
+        # The compiled networks hold raw pointers: never part of the state.
+        state = self.__dict__.copy()
+        state["_nets"] = {}
+        return state

@@ -1,0 +1,24 @@
+/* activations.c -- elementwise activations and their derivatives (one switch over fnn_act).
+ *
+ * The bodies live in activations_impl.h, included once per dtype: FNN_REAL is the element type,
+ * FNN_(name) adds the dtype letter to a kernel name, FNN_M(fn) names the math function of the dtype
+ * (expf or exp).
+ */
+#include <math.h>
+#include "fastnn.h"
+
+#define FNN_REAL float
+#define FNN_(name) fnn_s##name
+#define FNN_M(fn) fn##f
+#include "activations_impl.h"
+#undef FNN_REAL
+#undef FNN_
+#undef FNN_M
+
+#define FNN_REAL double
+#define FNN_(name) fnn_d##name
+#define FNN_M(fn) fn
+#include "activations_impl.h"
+#undef FNN_REAL
+#undef FNN_
+#undef FNN_M

@@ -1,0 +1,227 @@
+/* dropout.c -- counter-based dropout masks (Philox4x32-10) and the inverted-dropout scaling.
+ *
+ * Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+ * SC11; the Random123 library).  One call maps a 128-bit counter and a 64-bit key to 128 random
+ * bits: 10 rounds of
+ *     (hi0, lo0) = M0 * c0,  (hi1, lo1) = M1 * c2                  (32x32 -> 64-bit products)
+ *     c = (hi1 ^ c1 ^ k0,  lo1,  hi0 ^ c3 ^ k1,  lo0)
+ * with the key bumped k += (W0, W1) between rounds.  Element e of layer `layer` at step `step`
+ * uses word e % 4 of philox(ctr = (e/4 low, e/4 high, layer, step low), key = (seed low, seed
+ * high)), so a mask is a pure function of (seed, step, layer, e): any thread count, any split of
+ * the range, gives the same bits.
+ *
+ * On x86 with AVX2 (checked at run time) the aligned middle of a range runs 8 counters at once;
+ * it produces exactly the bytes of the portable path (tested).  Define FNN_NO_SIMD_DISPATCH to
+ * build the portable path only.
+ */
+#include <math.h>
+#include <string.h>
+#include "fastnn.h"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u /* golden ratio */
+#define PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
+
+#if !defined(FNN_NO_SIMD_DISPATCH) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FNN_DROPOUT_AVX2 1
+#include <immintrin.h>
+#endif
+
+/* out = Philox4x32-10(ctr, key).  Known answer: ctr = 0, key = 0 -> 6627e8d5 e169c58d bc57ac4c
+ * 9b00dbd8.  out may alias ctr. */
+void fnn_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])
+{
+    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
+    uint32_t k0 = key[0], k1 = key[1];
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        const uint64_t p0 = (uint64_t)PHILOX_M0 * c0;
+        const uint64_t p1 = (uint64_t)PHILOX_M1 * c2;
+        const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+        const uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c0 = n0;
+        c1 = (uint32_t)p1;
+        c2 = n2;
+        c3 = (uint32_t)p0;
+    }
+    out[0] = c0;
+    out[1] = c1;
+    out[2] = c2;
+    out[3] = c3;
+}
+
+/* floor(keep_prob * 2^32) for keep_prob in (0, 1): P(u32 < threshold) = keep_prob up to 2^-32.
+ * Clamped: keep_prob <= 0 (or NaN) -> 0 (drop all), keep_prob >= 1 -> 0xffffffff (callers skip
+ * dropout entirely at keep_prob == 1: with this threshold a word of all ones is still dropped). */
+uint32_t fnn_keep_threshold(double keep_prob)
+{
+    if (!(keep_prob > 0.0))
+        return 0u;
+    if (keep_prob >= 1.0)
+        return 0xFFFFFFFFu;
+    return (uint32_t)floor(keep_prob * 4294967296.0); /* exact: scaling by a power of two */
+}
+
+/* The four words of counter block `blk`. */
+static void philox_block(uint64_t blk, uint32_t layer, uint32_t step_lo, const uint32_t key[2],
+                         uint32_t out[4])
+{
+    const uint32_t ctr[4] = {(uint32_t)blk, (uint32_t)(blk >> 32), layer, step_lo};
+    fnn_philox4x32(ctr, key, out);
+}
+
+/* Portable: mask[4q + w] = word w of block blk + q < threshold, for q < nblk. */
+static void mask_blocks_scalar(uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo,
+                               const uint32_t key[2], uint32_t threshold, uint8_t *mask)
+{
+    for (ptrdiff_t q = 0; q < nblk; q++) {
+        uint32_t u[4];
+        philox_block(blk + (uint64_t)q, layer, step_lo, key, u);
+        for (int w = 0; w < 4; w++)
+            mask[4 * q + w] = (uint8_t)(u[w] < threshold);
+    }
+}
+
+#ifdef FNN_DROPOUT_AVX2
+/* hi, lo of the 32x32 -> 64-bit products a[l] * M in each of the 8 lanes. */
+__attribute__((target("avx2"))) static inline void mulhilo8(__m256i a, __m256i M, __m256i *hi,
+                                                            __m256i *lo)
+{
+    const __m256i pe = _mm256_mul_epu32(a, M);                       /* lanes 0, 2, 4, 6 */
+    const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), M); /* lanes 1, 3, 5, 7 */
+    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+
+/* As mask_blocks_scalar, 8 blocks (32 elements) per iteration: lane l of the counter vectors is
+ * block blk + 8g + l.  Groups whose low counter word would wrap go through the scalar path. */
+__attribute__((target("avx2"))) static void mask_blocks_avx2(uint64_t blk, ptrdiff_t nblk,
+                                                             uint32_t layer, uint32_t step_lo,
+                                                             const uint32_t key[2],
+                                                             uint32_t threshold, uint8_t *mask)
+{
+    const __m256i M0 = _mm256_set1_epi32((int)PHILOX_M0), M1 = _mm256_set1_epi32((int)PHILOX_M1);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i thr = _mm256_xor_si256(_mm256_set1_epi32((int)threshold), sign);
+    const __m256i one = _mm256_set1_epi8(1);
+    /* byte w*4 + b of a packed 128-bit half -> byte b*4 + w: element order within 4 blocks */
+    const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                               0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    ptrdiff_t q = 0;
+    for (; q + 8 <= nblk; q += 8) {
+        const uint64_t b = blk + (uint64_t)q;
+        if ((uint32_t)b > 0xFFFFFFF8u) { /* low word wraps inside the group */
+            mask_blocks_scalar(b, 8, layer, step_lo, key, threshold, mask + 4 * q);
+            continue;
+        }
+        __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), lane);
+        __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
+        __m256i c2 = _mm256_set1_epi32((int)layer);
+        __m256i c3 = _mm256_set1_epi32((int)step_lo);
+        uint32_t k0 = key[0], k1 = key[1];
+        for (int r = 0; r < 10; r++) {
+            if (r > 0) {
+                k0 += PHILOX_W0;
+                k1 += PHILOX_W1;
+            }
+            __m256i hi0, lo0, hi1, lo1;
+            mulhilo8(c0, M0, &hi0, &lo0);
+            mulhilo8(c2, M1, &hi1, &lo1);
+            c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+            c1 = lo1;
+            c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+            c3 = lo0;
+        }
+        /* unsigned u < threshold as a signed compare after flipping the sign bits: 0 / -1 */
+        const __m256i m0 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c0, sign));
+        const __m256i m1 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c1, sign));
+        const __m256i m2 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c2, sign));
+        const __m256i m3 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c3, sign));
+        /* per 128-bit half (blocks 0-3, then 4-7): bytes word-major, w*4 + b */
+        const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(m0, m1),
+                                                 _mm256_packs_epi32(m2, m3));
+        const __m256i out = _mm256_and_si256(_mm256_shuffle_epi8(bytes, transpose), one);
+        _mm256_storeu_si256((__m256i *)(mask + 4 * q), out);
+    }
+    if (q < nblk)
+        mask_blocks_scalar(blk + (uint64_t)q, nblk - q, layer, step_lo, key, threshold,
+                           mask + 4 * q);
+}
+
+static int have_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif
+
+/* mask[i] = (word (e % 4) of philox(ctr(e / 4)) < threshold) for e = e0 + i, i < count.
+ * e0 >= 0 may be anything (not only a multiple of 4): a partial head block, whole blocks, then a
+ * partial tail block. */
+void fnn_dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, ptrdiff_t count,
+                      uint32_t threshold, uint8_t *mask)
+{
+    if (count <= 0)
+        return;
+    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
+    const uint32_t step_lo = (uint32_t)step;
+    uint64_t e = (uint64_t)e0;
+    ptrdiff_t i = 0;
+    uint32_t u[4];
+
+    if (e & 3u) { /* head: the rest of a partial block */
+        philox_block(e >> 2, layer, step_lo, key, u);
+        for (unsigned w = (unsigned)(e & 3u); w < 4 && i < count; w++, i++)
+            mask[i] = (uint8_t)(u[w] < threshold);
+        e += (uint64_t)i;
+    }
+    const ptrdiff_t nblk = (count - i) / 4;
+    if (nblk > 0) {
+#ifdef FNN_DROPOUT_AVX2
+        if (have_avx2())
+            mask_blocks_avx2(e >> 2, nblk, layer, step_lo, key, threshold, mask + i);
+        else
+#endif
+            mask_blocks_scalar(e >> 2, nblk, layer, step_lo, key, threshold, mask + i);
+        i += 4 * nblk;
+        e += 4 * (uint64_t)nblk;
+    }
+    if (i < count) { /* tail: the start of a partial block */
+        philox_block(e >> 2, layer, step_lo, key, u);
+        for (unsigned w = 0; i < count; w++, i++)
+            mask[i] = (uint8_t)(u[w] < threshold);
+    }
+}
+
+/* x[i] = mask[i] ? x[i] * inv_keep : 0 for i < count (inverted dropout; inv_keep = 1/keep_prob).
+ * Also the backward pass: dA with the same mask.  The select is an AND of the product's bits with
+ * an all-ones/all-zeros word, which gcc vectorises (a ?: on floats it does not); a dropped element
+ * becomes +0.0 even when x[i] is inf or NaN. */
+void fnn_sdropout_apply(float *restrict x, const uint8_t *restrict mask, ptrdiff_t count,
+                        float inv_keep)
+{
+    for (ptrdiff_t i = 0; i < count; i++) {
+        const float y = x[i] * inv_keep;
+        uint32_t u;
+        memcpy(&u, &y, sizeof u);
+        u &= 0u - (uint32_t)(mask[i] != 0);
+        memcpy(&x[i], &u, sizeof u);
+    }
+}
+
+void fnn_ddropout_apply(double *restrict x, const uint8_t *restrict mask, ptrdiff_t count,
+                        double inv_keep)
+{
+    for (ptrdiff_t i = 0; i < count; i++) {
+        const double y = x[i] * inv_keep;
+        uint64_t u;
+        memcpy(&u, &y, sizeof u);
+        u &= 0u - (uint64_t)(mask[i] != 0);
+        memcpy(&x[i], &u, sizeof u);
+    }
+}

@@ -1,0 +1,332 @@
+/* fastnn.h -- the contract of fastnn's C kernels.
+ *
+ * Design: three layers, one direction.  These C99 kernels know nothing of Python: raw pointers,
+ * explicit row strides, caller-supplied output buffers, an explicit thread count.  The Cython
+ * layer (fastnn/_core.pyx) converts arrays to pointers and releases the GIL; the Python layer
+ * validates every argument before anything here runs, so the kernels trust their inputs.
+ *
+ * Every kernel exists for float32 (letter `s`) and float64 (letter `d`).  The `s` prototype
+ * carries the documentation; the `d` one is the same with double.
+ *
+ * Layout: all matrices are row-major.  `X` is (m, n_in), `W` is (n_in, n_out), `Z`, `A` are
+ * (m, n_out).  `ld*` is a row stride in elements.  `m` is the number of rows of the mini-batch.
+ *
+ * Threads: every kernel with an `n_threads` argument runs on at most that many OpenMP threads
+ * (1 without OpenMP) and never splits a reduction over k or over rows in a way that depends on
+ * n_threads, so its results are bit-identical for any thread count.
+ */
+#ifndef FASTNN_H
+#define FASTNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+/* Activations.  The value is stored in model files: never renumber. */
+typedef enum {
+    FNN_LINEAR = 0,
+    FNN_RELU = 1,
+    FNN_LEAKY_RELU = 2, /* slope 0.01 for z < 0 */
+    FNN_TANH = 3,
+    FNN_SIGMOID = 4,
+    FNN_SOFTMAX = 5     /* output layer only; row-wise */
+} fnn_act;
+
+/* Losses, chosen by the output activation: softmax -> cross-entropy, sigmoid -> binary
+ * cross-entropy, linear -> mean squared error. */
+typedef enum { FNN_LOSS_XENT = 0, FNN_LOSS_BCE = 1, FNN_LOSS_MSE = 2 } fnn_loss;
+
+/* Optimizers. */
+typedef enum { FNN_SGD = 0, FNN_MOMENTUM = 1, FNN_RMSPROP = 2, FNN_ADAM = 3, FNN_ADAMW = 4 } fnn_optim;
+
+#define FNN_LEAKY_SLOPE 0.01
+#define FNN_BN_EPS 1e-5     /* batch-norm epsilon */
+
+/* ---- build / threads (threads.c) ---------------------------------------------------------- */
+
+int fnn_has_openmp(void);          /* 1 when compiled with OpenMP */
+int fnn_omp_max_threads(void);     /* omp_get_max_threads(), 1 without OpenMP */
+const char *fnn_gemm_kernel_name(void); /* the GEMM micro-kernel chosen at run time */
+
+/* ---- GEMM (gemm.c) ------------------------------------------------------------------------
+ *
+ * C[i,j] = sum_p A(i,p) * B(p,j)            0 <= i < m, 0 <= j < n, 0 <= p < k
+ *
+ * A(i,p) is A[i*rsa + p*csa] and B(p,j) is B[p*rsb + j*csb] (general strides: a transposed
+ * operand is the same matrix with its strides swapped); C is row-major with row stride ldc and is
+ * written, never read.  k == 0 gives C = 0.
+ *
+ * Epilogue: when `ep` is not NULL, each block of C is handed to ep(ctx, Cblock, ldc, i0, j0, mb,
+ * nb) exactly once, by the thread that computed it, right after its final value is stored (while
+ * it is in cache); Cblock = C + i0*ldc + j0.  The blocks partition C.  The epilogue may modify
+ * the block in place.
+ *
+ * Work is split over blocks of C, never over k: bit-identical for any n_threads.
+ * ws: scratch of at least fnn_gemm_ws_size(m, n, k, n_threads, sizeof(elem)) bytes, 64-byte
+ * aligned, not shared with a concurrent call.  The call allocates nothing.
+ */
+typedef void (*fnn_sepilogue)(void *ctx, float *Cblock, ptrdiff_t ldc, int i0, int j0, int mb, int nb);
+typedef void (*fnn_depilogue)(void *ctx, double *Cblock, ptrdiff_t ldc, int i0, int j0, int mb, int nb);
+
+size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size);
+
+void fnn_sgemm(int m, int n, int k,
+               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+               const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+               float *C, ptrdiff_t ldc,
+               fnn_sepilogue ep, void *ep_ctx, void *ws, int n_threads);
+void fnn_dgemm(int m, int n, int k,
+               const double *A, ptrdiff_t rsa, ptrdiff_t csa,
+               const double *B, ptrdiff_t rsb, ptrdiff_t csb,
+               double *C, ptrdiff_t ldc,
+               fnn_depilogue ep, void *ep_ctx, void *ws, int n_threads);
+
+/* ---- activations (activations.c) ---------------------------------------------------------
+ *
+ * fnn_sact_forward:   x[i] = g(x[i]) for i < count, in place (not for softmax).
+ * fnn_sact_backward:  dA[i] *= g'(.) written from the activation's OUTPUT a = g(z):
+ *                     relu: a > 0; leaky: a > 0 ? 1 : 0.01; tanh: 1 - a^2; sigmoid: a (1 - a);
+ *                     linear: 1.  (not for softmax: its gradient comes with the loss)
+ */
+void fnn_sact_forward(fnn_act act, float *x, ptrdiff_t count);
+void fnn_dact_forward(fnn_act act, double *x, ptrdiff_t count);
+void fnn_sact_backward(fnn_act act, const float *a, float *dA, ptrdiff_t count);
+void fnn_dact_backward(fnn_act act, const double *a, double *dA, ptrdiff_t count);
+
+/* ---- output layer: probabilities and losses from logits (loss.c) -------------------------
+ *
+ * fnn_ssoftmax_rows:  P[i,:] = softmax(Z[i,:]) computed stably (max subtracted); P may alias Z.
+ * fnn_sloss_grad:     given logits Z (m, n) and targets, returns the SUM over the batch of the
+ *                     per-example loss (double accumulation, rows reduced in a fixed order) and,
+ *                     if dZ != NULL, writes dZ = scale * dLoss_sum/dZ:
+ *   XENT (softmax):  loss_i = logsumexp(Z[i,:]) - Z[i, y_i];       dZ = scale*(softmax(Z) - onehot(y))
+ *                    targets: `labels` (int32, values in [0, n)); `Y` unused.
+ *   BCE (sigmoid):   per element  max(z,0) - z*y + log1p(exp(-|z|));  dZ = scale*(sigmoid(z) - y)
+ *                    targets: `Y` (m, n) of 0/1 in the model dtype; `labels` unused.
+ *   MSE (linear):    per element  (z - y)^2;                       dZ = scale*2*(z - y)
+ *                    targets: `Y` (m, n); `labels` unused.
+ *   dZ may alias Z.  ldz, ldy are row strides of Z/dZ and Y.
+ * The mean losses of the SPEC are sum/m (XENT) and sum/(m*n) (BCE, MSE): the caller divides and
+ * passes scale = 1/m or 1/(m*n) accordingly.
+ */
+void fnn_ssoftmax_rows(int m, int n, const float *Z, ptrdiff_t ldz, float *P, ptrdiff_t ldp);
+void fnn_dsoftmax_rows(int m, int n, const double *Z, ptrdiff_t ldz, double *P, ptrdiff_t ldp);
+double fnn_sloss_grad(fnn_loss loss, int m, int n, const float *Z, ptrdiff_t ldz,
+                      const int32_t *labels, const float *Y, ptrdiff_t ldy,
+                      float *dZ, float scale);
+double fnn_dloss_grad(fnn_loss loss, int m, int n, const double *Z, ptrdiff_t ldz,
+                      const int32_t *labels, const double *Y, ptrdiff_t ldy,
+                      double *dZ, double scale);
+
+/* ---- dropout (dropout.c) -----------------------------------------------------------------
+ *
+ * Philox4x32-10 (Salmon et al., SC11): fnn_philox4x32(ctr, key, out).  Known answer: ctr = 0,
+ * key = 0 -> 6627e8d5 e169c58d bc57ac4c 9b00dbd8.
+ *
+ * Element e (0-based, row-major index in the (m, n_out) activation of one step) of layer `layer`
+ * at training step `step` is kept iff  u32(e) < threshold,  where u32(e) is word (e % 4) of
+ * philox(ctr = {(e/4) low 32 bits, (e/4) high 32 bits, layer, step low 32 bits}, key = {seed low,
+ * seed high}), and threshold = fnn_keep_threshold(keep_prob).  Counter-based: a mask depends only on
+ * (seed, step, layer, e), never on the thread count or on how the range is split.
+ *
+ * fnn_dropout_mask: mask[i] = kept(e0 + i) for i < count (1 kept, 0 dropped).
+ * fnn_sdropout_apply: for i < count: x[i] = mask[i] ? x[i] * inv_keep : 0.
+ */
+void fnn_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+uint32_t fnn_keep_threshold(double keep_prob); /* floor(keep_prob * 2^32), keep_prob in (0, 1) */
+void fnn_dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, ptrdiff_t count,
+                      uint32_t threshold, uint8_t *mask);
+void fnn_sdropout_apply(float *x, const uint8_t *mask, ptrdiff_t count, float inv_keep);
+void fnn_ddropout_apply(double *x, const uint8_t *mask, ptrdiff_t count, double inv_keep);
+
+/* ---- mini-batch gather (gather.c) ---------------------------------------------------------
+ * out[r, :] = X[idx[r], :] for r < m;  X has n columns and row stride ldx; out is (m, n) dense. */
+void fnn_sgather_rows(int m, int n, const float *X, ptrdiff_t ldx, const int64_t *idx, float *out);
+void fnn_dgather_rows(int m, int n, const double *X, ptrdiff_t ldx, const int64_t *idx, double *out);
+void fnn_igather(int m, const int32_t *y, const int64_t *idx, int32_t *out);
+
+/* ---- optimizers over flat buffers (optim.c) -----------------------------------------------
+ *
+ * One fused in-place pass over `count` parameters p with gradients g; state arrays v, s have
+ * the same length; t >= 1 is the step number (after increment).  Parallel over elements.
+ *   SGD:      p -= lr*g
+ *   MOMENTUM: v = b1*v + (1-b1)*g;  p -= lr*v
+ *   RMSPROP:  s = b2*s + (1-b2)*g^2;  p -= lr*g/(sqrt(s)+eps)
+ *   ADAM:     v = b1*v + (1-b1)*g;  s = b2*s + (1-b2)*g^2;
+ *             p -= (lr/(1-b1^t)) * v / (sqrt(s)/sqrt(1-b2^t) + eps)      (torch.optim.Adam's order)
+ *   ADAMW:    p *= 1 - lr*wd, then ADAM                                 (torch.optim.AdamW)
+ * Unused state pointers may be NULL.  Bias corrections are computed in double.
+ */
+typedef struct {
+    fnn_optim kind;
+    double lr, beta1, beta2, eps, weight_decay;
+    int64_t t;
+} fnn_optim_params;
+
+void fnn_soptim_step(const fnn_optim_params *op, ptrdiff_t count, float *p, const float *g,
+                     float *v, float *s, int n_threads);
+void fnn_doptim_step(const fnn_optim_params *op, ptrdiff_t count, double *p, const double *g,
+                     double *v, double *s, int n_threads);
+
+/* ---- batch norm (batchnorm.c) ------------------------------------------------------------
+ *
+ * Over a mini-batch Z (m, n), m >= 1, whose columns are features (Z = X @ W, no bias); eps is
+ * 1e-5 in fastnn; gamma, beta and the statistics are (n,).  Column sums run in double, rows in
+ * order, one thread per column: bit-identical for any n_threads.
+ *
+ * fnn_sbatchnorm_forward_train:
+ *   mu = mean_i Z[i,:];  var = mean_i (Z[i,:] - mu)^2 (biased; two passes, never E[z^2]-E[z]^2);
+ *   rstd = 1/sqrt(var + eps);  Zhat = (Z - mu) * rstd;  Zt = gamma * Zhat + beta;
+ *   running_mean = momentum * running_mean + (1 - momentum) * mu;
+ *   running_var  = momentum * running_var  + (1 - momentum) * var * m/(m-1)   (unbiased, as
+ *   PyTorch; m == 1, where PyTorch raises, takes the biased var = 0).  momentum is fastnn's
+ *   bn_momentum (0.9; PyTorch's momentum=0.1 is 1 - momentum).
+ *   Outputs Zhat (row stride ldh) and Zt (ldt); either may alias Z (same stride), not each other.
+ *   mu and var may be NULL; rstd may not (backward needs it).  running_mean/running_var are
+ *   updated in place, or left alone when NULL.
+ * fnn_sbatchnorm_forward_infer:
+ *   Zt = gamma * (Z - running_mean) / sqrt(running_var + eps) + beta;  Zt may alias Z.
+ * fnn_sbatchnorm_backward, from dY = dLoss/dZt (after the activation derivative):
+ *   dbeta = sum_i dY[i,:];  dgamma = sum_i dY[i,:] * Zhat[i,:];
+ *   dZ = gamma * rstd / m * (m * dY - dbeta - Zhat * dgamma);  dZ may alias dY (same stride).
+ *   dgamma and dbeta are written, not accumulated.
+ */
+void fnn_sbatchnorm_forward_train(int m, int n, const float *Z, ptrdiff_t ldz,
+                                  const float *gamma, const float *beta, double eps,
+                                  double momentum, float *Zhat, ptrdiff_t ldh, float *Zt,
+                                  ptrdiff_t ldt, float *mu, float *var, float *rstd,
+                                  float *running_mean, float *running_var, int n_threads);
+void fnn_dbatchnorm_forward_train(int m, int n, const double *Z, ptrdiff_t ldz,
+                                  const double *gamma, const double *beta, double eps,
+                                  double momentum, double *Zhat, ptrdiff_t ldh, double *Zt,
+                                  ptrdiff_t ldt, double *mu, double *var, double *rstd,
+                                  double *running_mean, double *running_var, int n_threads);
+void fnn_sbatchnorm_forward_infer(int m, int n, const float *Z, ptrdiff_t ldz,
+                                  const float *gamma, const float *beta,
+                                  const float *running_mean, const float *running_var,
+                                  double eps, float *Zt, ptrdiff_t ldt, int n_threads);
+void fnn_dbatchnorm_forward_infer(int m, int n, const double *Z, ptrdiff_t ldz,
+                                  const double *gamma, const double *beta,
+                                  const double *running_mean, const double *running_var,
+                                  double eps, double *Zt, ptrdiff_t ldt, int n_threads);
+void fnn_sbatchnorm_backward(int m, int n, const float *dY, ptrdiff_t ldy,
+                             const float *Zhat, ptrdiff_t ldh, const float *gamma,
+                             const float *rstd, float *dgamma, float *dbeta,
+                             float *dZ, ptrdiff_t lddz, int n_threads);
+void fnn_dbatchnorm_backward(int m, int n, const double *dY, ptrdiff_t ldy,
+                             const double *Zhat, ptrdiff_t ldh, const double *gamma,
+                             const double *rstd, double *dgamma, double *dbeta,
+                             double *dZ, ptrdiff_t lddz, int n_threads);
+
+/* ---- the network (net.c) ------------------------------------------------------------------
+ *
+ * A network is a chain of dense layers whose trainable arrays live in ONE flat parameter buffer
+ * and ONE flat gradient buffer (so one optimizer call updates everything); a layer holds pointers
+ * into them.  Layer l, with A_prev the previous layer's output (the input X for l = 0):
+ *   forward   Z = A_prev @ W + b            (batch norm: Z = BN(A_prev @ W), no b)
+ *             A = g(Z) * mask / keep_prob   (mask only in training, keep_prob < 1)
+ *   backward  dZ = dA * mask / keep_prob * g'(A)       (derivative from the output A)
+ *             dW = A_prev^T dZ + l2_coef * W;  db = sum_rows dZ;  dA_prev = dZ W^T
+ * The output layer keeps its logits; its probabilities and loss come from loss.c.  One fused
+ * kernel per layer: bias, activation and dropout are the GEMM epilogue, applied to each block
+ * of Z while it is in cache; the activation derivative and the dropout mask of layer l-1 are
+ * the epilogue of the dA_prev GEMM of layer l.
+ *
+ * fnn_snet_create copies the layer table and allocates the whole workspace for batches of up to
+ * max_rows rows and up to max_threads threads (NULL when out of memory); nothing is allocated
+ * afterwards.  The parameter buffers are the caller's and must outlive the net.
+ */
+typedef struct {
+    int n_in, n_out;
+    fnn_act act;
+    double keep_prob;          /* 1.0: no dropout */
+    int batch_norm;            /* 1: Z = BN(A_prev @ W), no bias */
+    double bn_momentum;        /* running r = bn_momentum*r + (1-bn_momentum)*batch_stat */
+    float *W, *b, *gamma, *beta;          /* into the flat parameter buffer (b NULL with BN) */
+    float *dW, *db, *dgamma, *dbeta;      /* into the flat gradient buffer */
+    float *running_mean, *running_var;    /* BN only: buffers, not trained */
+} fnn_slayer;
+typedef struct {
+    int n_in, n_out;
+    fnn_act act;
+    double keep_prob;
+    int batch_norm;
+    double bn_momentum;
+    double *W, *b, *gamma, *beta;
+    double *dW, *db, *dgamma, *dbeta;
+    double *running_mean, *running_var;
+} fnn_dlayer;
+
+/* What a forward/backward pass reports. */
+typedef struct {
+    double loss;      /* mean data loss over the batch (the SPEC's J without L2) */
+    double sum_w2;    /* sum over layers of ||W||^2 (computed when l2_coef != 0, else 0) */
+    int64_t n_errors; /* misclassified rows (softmax) or elements (sigmoid); 0 for linear */
+} fnn_pass_result;
+
+typedef struct fnn_snet fnn_snet;
+typedef struct fnn_dnet fnn_dnet;
+
+fnn_snet *fnn_snet_create(int n_layers, const fnn_slayer *layers, fnn_loss loss, int max_rows,
+                          int max_threads);
+fnn_dnet *fnn_dnet_create(int n_layers, const fnn_dlayer *layers, fnn_loss loss, int max_rows,
+                          int max_threads);
+void fnn_snet_free(fnn_snet *net);
+void fnn_dnet_free(fnn_dnet *net);
+
+/* Forward on m <= max_rows rows: out (m, n_out_last) = probabilities (softmax, sigmoid) or values
+ * (linear).  training = 0: batch norm uses the running statistics, no dropout; training = 1:
+ * dropout masks of (seed, step) and batch statistics (running averages updated). */
+void fnn_snet_forward(fnn_snet *net, int m, const float *X, ptrdiff_t ldx, int training,
+                      uint64_t seed, uint64_t step, float *out, ptrdiff_t ldo, int n_threads);
+void fnn_dnet_forward(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, int training,
+                      uint64_t seed, uint64_t step, double *out, ptrdiff_t ldo, int n_threads);
+
+/* Inference loss and errors on m <= max_rows rows (no backward). */
+void fnn_snet_evaluate(fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                       const int32_t *labels, const float *Y, ptrdiff_t ldy, int n_threads,
+                       fnn_pass_result *res);
+void fnn_dnet_evaluate(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                       const int32_t *labels, const double *Y, ptrdiff_t ldy, int n_threads,
+                       fnn_pass_result *res);
+
+/* Forward, loss and backward on m <= max_rows rows; gradients land in the layers' dW, db, dgamma,
+ * dbeta.  training = 1: dropout masks of (seed, step), batch statistics (running averages
+ * updated); training = 0: no dropout, running statistics.  Targets as in fnn_sloss_grad. */
+void fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                        const int32_t *labels, const float *Y, ptrdiff_t ldy,
+                        int training, uint64_t seed, uint64_t step, double l2_coef,
+                        int n_threads, fnn_pass_result *res);
+void fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                        const int32_t *labels, const double *Y, ptrdiff_t ldy,
+                        int training, uint64_t seed, uint64_t step, double l2_coef,
+                        int n_threads, fnn_pass_result *res);
+
+/* One training step: gather rows idx[0..m) of X and of the targets into the workspace, forward
+ * (training), loss, backward with dW += l2_coef*W, then the optimizer over the flat buffers
+ * params/grads/v/s of n_params elements (v, s may be NULL when the optimizer has no such state).
+ * A non-finite loss skips the update, so the parameters stay those of the last finite step. */
+void fnn_snet_train_step(fnn_snet *net, int m, const int64_t *idx,
+                         const float *X, ptrdiff_t ldx,
+                         const int32_t *labels, const float *Y, ptrdiff_t ldy,
+                         uint64_t seed, uint64_t step, double l2_coef,
+                         const fnn_optim_params *op, ptrdiff_t n_params, float *params,
+                         const float *grads, float *v, float *s,
+                         int n_threads, fnn_pass_result *res);
+void fnn_dnet_train_step(fnn_dnet *net, int m, const int64_t *idx,
+                         const double *X, ptrdiff_t ldx,
+                         const int32_t *labels, const double *Y, ptrdiff_t ldy,
+                         uint64_t seed, uint64_t step, double l2_coef,
+                         const fnn_optim_params *op, ptrdiff_t n_params, double *params,
+                         const double *grads, double *v, double *s,
+                         int n_threads, fnn_pass_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTNN_H */

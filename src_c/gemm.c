@@ -1,0 +1,208 @@
+/* gemm.c -- C = A B with general operand strides, BLIS-style, and a fused epilogue.
+ *
+ * Design: the blocking loops (gemm_impl.h, compiled here for float and double) pack B into
+ * kc x NR micro-panels and A into MR x kc micro-panels and call one micro-kernel per MR x NR tile
+ * of C.  The micro-kernels and packers (gemm_kernels.h) sit behind a table chosen once at run time
+ * (AVX2+FMA when the CPU has it, else plain C), so nothing else names an instruction set.
+ *
+ * Blocks (elements):        float           double
+ *   micro-tile MR x NR      6 x 16 (AVX2)   6 x 8 (AVX2);  generic 4 x 8
+ *   kc (depth of a pass)    <= 256          <= 256   (B micro-panel 16 KB: L1)
+ *   mc (rows of A block)    <= 144          <= 72    (A block <= 144 KB: L2)
+ *   nc (cols of B block)    <= 512          <= 256   (B block <= 512 KB)
+ * kc, mc and nc are balanced (k = 784 runs as 4 passes of 196, not 256+256+256+16).
+ *
+ * Epilogue blocks: one mb x nb block (mb <= mc, nb <= nc) per row block of each thread's column
+ * block, called right after the last pass over k stored it.  Blocks need not span whole rows.
+ *
+ * Narrow outputs: when n is small and m is not (the 10-class output layer), padding n to NR
+ * wastes most of the work, so the call computes C^T = B^T A^T instead (m becomes the wide
+ * dimension, C is written through the kernel's strided-tile path).  A multiplication commutes
+ * exactly in floating point, so this gives the same bits as the direct order.
+ *
+ * Threads: a thread owns a rectangle of C's micro-tiles (column panels first, rows when n is
+ * narrow), packs into its own slice of ws, and runs the whole k range; every element is one
+ * running sum over p in increasing order whatever the blocking, so the bits do not depend on
+ * n_threads.  Calls below FNN_GEMM_PAR_FLOPS stay on the calling thread (no parallel region).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastnn.h"
+#include "omp_compat.h"
+#include "gemm_kernels.h"
+
+/* Cache blocks (elements): the table in the header comment. */
+#define FNN_S_KC 256
+#define FNN_S_MC 144
+#define FNN_S_NC 512
+#define FNN_D_KC 256
+#define FNN_D_MC 72
+#define FNN_D_NC 256
+
+/* Below this many flops (2 m n k) a parallel region costs more than it saves. */
+#define FNN_GEMM_PAR_FLOPS 400000.0
+
+/* ---- the micro-kernel table ------------------------------------------------------------- */
+
+typedef struct {
+    int mr, nr;
+    void (*pack)(float *restrict, const float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*kernel)(int, const float *restrict, const float *restrict, float *restrict,
+                   ptrdiff_t, ptrdiff_t, int, int, int);
+} fnn_sukr;
+
+typedef struct {
+    int mr, nr;
+    void (*pack)(double *restrict, const double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*kernel)(int, const double *restrict, const double *restrict, double *restrict,
+                   ptrdiff_t, ptrdiff_t, int, int, int);
+} fnn_dukr;
+
+typedef struct {
+    const char *name;
+    fnn_sukr s;
+    fnn_dukr d;
+} fnn_gemm_isa;
+
+static const fnn_gemm_isa fnn_isa_generic = {
+    "generic",
+    {FNN_GEN_MR, FNN_GEN_NR, fnn_spack_generic, fnn_skernel_generic},
+    {FNN_GEN_MR, FNN_GEN_NR, fnn_dpack_generic, fnn_dkernel_generic},
+};
+
+#ifdef FNN_GEMM_X86
+static const fnn_gemm_isa fnn_isa_avx2 = {
+    "avx2-fma",
+    {FNN_S_MR, FNN_S_NR, fnn_spack_avx2, fnn_skernel_avx2},
+    {FNN_D_MR, FNN_D_NR, fnn_dpack_avx2, fnn_dkernel_avx2},
+};
+#endif
+
+/* The best table this CPU runs.  FASTNN_GEMM_KERNEL=generic forces the plain-C one (tests). */
+static const fnn_gemm_isa *fnn_gemm_isa_select(void)
+{
+    const char *force = getenv("FASTNN_GEMM_KERNEL");
+    if (force && strcmp(force, "generic") == 0) return &fnn_isa_generic;
+#ifdef FNN_GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &fnn_isa_avx2;
+#endif
+    return &fnn_isa_generic;
+}
+
+/* Chosen once; a race between first callers is harmless (both store the same pointer). */
+static const fnn_gemm_isa *fnn_gemm_isa_get(void)
+{
+    static const fnn_gemm_isa *chosen;
+    const fnn_gemm_isa *isa = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (!isa) {
+        isa = fnn_gemm_isa_select();
+        __atomic_store_n(&chosen, isa, __ATOMIC_RELEASE);
+    }
+    return isa;
+}
+
+const char *fnn_gemm_kernel_name(void)
+{
+    return fnn_gemm_isa_get()->name;
+}
+
+/* ---- planning: everything here depends on (m, n, k) and the kernel only ------------------ */
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int round_up(int x, int unit) { return (x + unit - 1) / unit * unit; }
+static inline size_t round_up64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* A block of at most `max` (a multiple of unit) splitting `len` into equal multiples of unit. */
+static int balanced_block(int len, int max, int unit)
+{
+    if (len <= 0) return unit;
+    const int n_blocks = (len + max - 1) / max;
+    return round_up((len + n_blocks - 1) / n_blocks, unit);
+}
+
+typedef struct {
+    int transposed;      /* compute C^T = B^T A^T (narrow n) */
+    int kc, n_passes;    /* depth of a pass over k and their number (1 pass of 0 when k == 0) */
+    int mc_max, nc_max;  /* largest row / column block, multiples of MR / NR */
+    int tiles;           /* MR x NR micro-tiles of C: the most threads worth starting */
+    size_t ws_a;         /* bytes of a thread's packed A block (64-byte multiple) */
+    size_t ws_thread;    /* bytes of a thread's slice of ws: A block then B block */
+} fnn_gemm_plan;
+
+static fnn_gemm_plan gemm_plan(int m, int n, int k, int mr, int nr, int kc_max, int mc_max,
+                               int nc_max, size_t elem_size)
+{
+    fnn_gemm_plan pl;
+    /* Padded work both ways; go transposed only for narrow n and a clear (> 20 %) saving. */
+    const double direct = (double)round_up(m, mr) * round_up(n, nr);
+    const double transposed = (double)round_up(n, mr) * round_up(m, nr);
+    pl.transposed = n <= 2 * nr && n < m && 5.0 * transposed < 4.0 * direct;
+    const int mm = pl.transposed ? n : m, nn = pl.transposed ? m : n;
+
+    pl.n_passes = k > 0 ? (k + kc_max - 1) / kc_max : 1;
+    pl.kc = k > 0 ? (k + pl.n_passes - 1) / pl.n_passes : 0;
+    pl.mc_max = imin(mc_max / mr * mr, round_up(mm, mr));
+    pl.nc_max = imin(nc_max / nr * nr, round_up(nn, nr));
+    pl.tiles = ((mm + mr - 1) / mr) * ((nn + nr - 1) / nr);
+    pl.ws_a = round_up64((size_t)pl.mc_max * pl.kc * elem_size);
+    pl.ws_thread = pl.ws_a + round_up64((size_t)pl.nc_max * pl.kc * elem_size);
+    return pl;
+}
+
+/* Threads worth starting: 1 for small calls, never more than tiles or n_threads. */
+static int gemm_team_size(int m, int n, int k, int tiles, int n_threads)
+{
+#ifdef _OPENMP
+    if (n_threads <= 1 || 2.0 * m * n * k < FNN_GEMM_PAR_FLOPS) return 1;
+    return n_threads < tiles ? n_threads : tiles;
+#else
+    (void)m; (void)n; (void)k; (void)tiles; (void)n_threads;
+    return 1;
+#endif
+}
+
+size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
+{
+    const fnn_gemm_isa *isa = fnn_gemm_isa_get();
+    if (m <= 0 || n <= 0) return 64;
+    const fnn_gemm_plan pl = elem_size == sizeof(float)
+        ? gemm_plan(m, n, k, isa->s.mr, isa->s.nr, FNN_S_KC, FNN_S_MC, FNN_S_NC, elem_size)
+        : gemm_plan(m, n, k, isa->d.mr, isa->d.nr, FNN_D_KC, FNN_D_MC, FNN_D_NC, elem_size);
+    return (size_t)(n_threads < 1 ? 1 : n_threads) * pl.ws_thread + 64;
+}
+
+/* ---- the two dtypes ---------------------------------------------------------------------- */
+
+#define FNN_REAL float
+#define FNN_(name) fnn_s##name
+#define FNN_UKR(isa) ((isa)->s)
+#define FNN_EPILOGUE fnn_sepilogue
+#define FNN_KC FNN_S_KC
+#define FNN_MC FNN_S_MC
+#define FNN_NC FNN_S_NC
+#include "gemm_impl.h"
+#undef FNN_REAL
+#undef FNN_
+#undef FNN_UKR
+#undef FNN_EPILOGUE
+#undef FNN_KC
+#undef FNN_MC
+#undef FNN_NC
+
+#define FNN_REAL double
+#define FNN_(name) fnn_d##name
+#define FNN_UKR(isa) ((isa)->d)
+#define FNN_EPILOGUE fnn_depilogue
+#define FNN_KC FNN_D_KC
+#define FNN_MC FNN_D_MC
+#define FNN_NC FNN_D_NC
+#include "gemm_impl.h"
+#undef FNN_REAL
+#undef FNN_
+#undef FNN_UKR
+#undef FNN_EPILOGUE
+#undef FNN_KC
+#undef FNN_MC
+#undef FNN_NC

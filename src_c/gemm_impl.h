@@ -1,0 +1,122 @@
+/* gemm_impl.h -- template body of gemm.c, included once per dtype (see there).
+ * No include guard on purpose.  Uses FNN_REAL, FNN_(name), FNN_UKR(isa) (the dtype's micro-kernel
+ * entry of an fnn_gemm_isa), FNN_EPILOGUE (the epilogue type) and FNN_KC/FNN_MC/FNN_NC. */
+
+/* One call, possibly transposed: the loops below compute C(i,j) = sum_p A(i,p) B(p,j) with
+ * C(i,j) at C[i*rsc + j*csc].  The epilogue gets its blocks in the caller's orientation. */
+typedef struct {
+    int m, n, k;
+    const FNN_REAL *A; ptrdiff_t rsa, csa;
+    const FNN_REAL *B; ptrdiff_t rsb, csb;
+    FNN_REAL *C; ptrdiff_t rsc, csc;
+    fnn_gemm_plan plan;
+    const FNN_(ukr) *ukr;
+    FNN_EPILOGUE ep; void *ep_ctx;
+    FNN_REAL *C_user; ptrdiff_t ldc;   /* the caller's C, for the epilogue */
+    char *ws;
+} FNN_(gemm_job);
+
+/* Hand block (i0, j0, mb, nb) of the computed orientation to the epilogue. */
+static void FNN_(gemm_epilogue)(const FNN_(gemm_job) *job, int i0, int j0, int mb, int nb)
+{
+    if (job->plan.transposed) {
+        const int t = i0; i0 = j0; j0 = t;
+        const int u = mb; mb = nb; nb = u;
+    }
+    job->ep(job->ep_ctx, job->C_user + (ptrdiff_t)i0 * job->ldc + j0, job->ldc, i0, j0, mb, nb);
+}
+
+/* The share of thread `tid` of `nthr`: a rectangle of micro-tiles of C.  Columns (micro-panels
+ * of NR) are split first; rows (micro-panels of MR) only when there are fewer column panels than
+ * threads.  Any split gives the same bits (see gemm_kernels.h), so this may use nthr freely. */
+static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
+{
+    const FNN_(ukr) *u = job->ukr;
+    const int MR = u->mr, NR = u->nr;
+    const fnn_gemm_plan *pl = &job->plan;
+    const int col_panels = (job->n + NR - 1) / NR, row_panels = (job->m + MR - 1) / MR;
+    const int tn = nthr < col_panels ? nthr : col_panels;
+    int tm = nthr / tn;
+    if (tm > row_panels) tm = row_panels;
+    if (tid >= tn * tm) return;
+    const int tc = tid % tn, tr = tid / tn;
+    const int jb = (int)((long)tc * col_panels / tn) * NR;
+    const int je = imin((int)((long)(tc + 1) * col_panels / tn) * NR, job->n);
+    const int ib = (int)((long)tr * row_panels / tm) * MR;
+    const int ie = imin((int)((long)(tr + 1) * row_panels / tm) * MR, job->m);
+    if (jb >= je || ib >= ie) return;
+
+    /* This thread's packing buffers: its own slice of ws. */
+    FNN_REAL *Ap = (FNN_REAL *)(job->ws + (size_t)tid * pl->ws_thread);
+    FNN_REAL *Bp = (FNN_REAL *)(job->ws + (size_t)tid * pl->ws_thread + pl->ws_a);
+
+    const int nc = balanced_block(je - jb, pl->nc_max, NR);
+    const int mc = balanced_block(ie - ib, pl->mc_max, MR);
+    const int kc_full = pl->kc;
+
+    /* Loop 5: column blocks of C (nc wide); the packed B block is shared by all row blocks. */
+    for (int jc = jb; jc < je; jc += nc) {
+        const int nb = imin(nc, je - jc);
+        /* Loop 4: passes over k (kc deep); the first pass writes C, later ones add to it. */
+        for (int pc = 0, pass = 0; pass < pl->n_passes; pc += kc_full, pass++) {
+            const int kc = imin(kc_full, job->k - pc);
+            const int last = pass == pl->n_passes - 1;
+            u->pack(Bp, job->B + pc * job->rsb + jc * job->csb, job->csb, job->rsb, nb, kc, NR);
+            /* Loop 3: row blocks of C (mc tall); the packed A block stays in L2. */
+            for (int ic = ib; ic < ie; ic += mc) {
+                const int mb = imin(mc, ie - ic);
+                u->pack(Ap, job->A + ic * job->rsa + pc * job->csa, job->rsa, job->csa, mb, kc, MR);
+                /* Loop 2: B micro-panels (kc x NR); each stays in L1 across loop 1. */
+                for (int jr = 0; jr < nb; jr += NR) {
+                    const FNN_REAL *b = Bp + (ptrdiff_t)jr * kc;
+                    /* Loop 1: A micro-panels (MR x kc): one micro-kernel call per MR x NR tile. */
+                    for (int ir = 0; ir < mb; ir += MR)
+                        u->kernel(kc, Ap + (ptrdiff_t)ir * kc, b,
+                                  job->C + (ic + ir) * job->rsc + (jc + jr) * job->csc,
+                                  job->rsc, job->csc, imin(MR, mb - ir), imin(NR, nb - jr), pass > 0);
+                }
+                /* The mb x nb block now holds its final values and is still in cache. */
+                if (last && job->ep) FNN_(gemm_epilogue)(job, ic, jc, mb, nb);
+            }
+        }
+    }
+}
+
+void FNN_(gemm)(int m, int n, int k,
+                const FNN_REAL *A, ptrdiff_t rsa, ptrdiff_t csa,
+                const FNN_REAL *B, ptrdiff_t rsb, ptrdiff_t csb,
+                FNN_REAL *C, ptrdiff_t ldc,
+                FNN_EPILOGUE ep, void *ep_ctx, void *ws, int n_threads)
+{
+    if (m <= 0 || n <= 0) return;
+    const fnn_gemm_isa *isa = fnn_gemm_isa_get();
+    FNN_(gemm_job) job;
+    job.ukr = &FNN_UKR(isa);
+    job.plan = gemm_plan(m, n, k, job.ukr->mr, job.ukr->nr, FNN_KC, FNN_MC, FNN_NC, sizeof(FNN_REAL));
+    if (job.plan.transposed) {  /* C^T = B^T A^T: the operands swap roles, C is stored transposed */
+        job.m = n; job.n = m;
+        job.A = B; job.rsa = csb; job.csa = rsb;
+        job.B = A; job.rsb = csa; job.csb = rsa;
+        job.rsc = 1; job.csc = ldc;
+    } else {
+        job.m = m; job.n = n;
+        job.A = A; job.rsa = rsa; job.csa = csa;
+        job.B = B; job.rsb = rsb; job.csb = csb;
+        job.rsc = ldc; job.csc = 1;
+    }
+    job.k = k;
+    job.C = C; job.C_user = C; job.ldc = ldc;
+    job.ep = ep; job.ep_ctx = ep_ctx;
+    job.ws = (char *)ws;
+
+    const int nthr = gemm_team_size(m, n, k, job.plan.tiles, n_threads);
+    if (nthr <= 1) {
+        FNN_(gemm_thread)(&job, 0, 1);
+        return;
+    }
+#ifdef _OPENMP
+    /* The team may be smaller than asked (nested region, thread limit): split over its size. */
+    FNN_PRAGMA(omp parallel num_threads(nthr))
+    FNN_(gemm_thread)(&job, omp_get_thread_num(), omp_get_num_threads());
+#endif
+}

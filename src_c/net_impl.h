@@ -1,0 +1,418 @@
+/* net_impl.h -- included by net.c with T (float or double) and P(name) (fnn_s##name or
+ * fnn_d##name) defined.  Not a public header.  See fastnn.h, "the network", for the contract. */
+
+void *fnn_aligned_alloc(size_t bytes);
+void fnn_aligned_free(void *p);
+
+struct P(net) {
+    int n_layers;
+    fnn_loss loss;
+    int max_rows, max_threads, max_width;
+    P(layer) *layers;     /* copy of the caller's table */
+    T **A;                /* A[l]: (max_rows, n_out_l) output of layer l (logits for the last) */
+    T **Zhat;             /* batch norm: normalised Z of layer l, else NULL */
+    T **bn_stats;         /* batch norm: mean, var, rstd of layer l (3 * n_out), else NULL */
+    uint8_t **mask;       /* dropout: (max_rows, n_out_l) keep mask of the step, else NULL */
+    T *D[2];              /* ping-pong gradient buffers (max_rows, max_width) */
+    T *Xb;                /* gathered mini-batch rows (max_rows, n_in_0) */
+    T *Yb;                /* gathered float targets (max_rows, n_out_last) */
+    int32_t *labels_b;    /* gathered labels (max_rows) */
+    void *gemm_ws;
+    void *block;          /* the one allocation behind all of the above */
+};
+
+/* ---- epilogues --------------------------------------------------------------------------- */
+
+/* Forward of a layer on a block of Z: Z += b; A = g(Z); A *= mask/keep_prob (mask drawn here). */
+typedef struct {
+    const T *b;
+    fnn_act act;
+    uint8_t *mask;        /* NULL: no dropout */
+    int n_out;
+    uint64_t seed, step;
+    uint32_t layer, threshold;
+    T inv_keep;
+} P(fwd_ctx);
+
+static void P(fwd_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int mb, int nb)
+{
+    const P(fwd_ctx) *ctx = (const P(fwd_ctx) *)vctx;
+    for (int r = 0; r < mb; r++) {
+        T *restrict c = C + (ptrdiff_t)r * ldc;
+        if (ctx->b) {
+            const T *restrict b = ctx->b + j0;
+            for (int j = 0; j < nb; j++) c[j] += b[j];
+        }
+        if (ctx->act != FNN_LINEAR && ctx->act != FNN_SOFTMAX) P(act_forward)(ctx->act, c, nb);
+        if (ctx->mask) {
+            int64_t e0 = (int64_t)(i0 + r) * ctx->n_out + j0;
+            uint8_t *mk = ctx->mask + e0;
+            fnn_dropout_mask(ctx->seed, ctx->step, ctx->layer, e0, nb, ctx->threshold, mk);
+            P(dropout_apply)(c, mk, nb, ctx->inv_keep);
+        }
+    }
+}
+
+/* Backward into layer l-1 on a block of dA_prev: dZ = dA * mask/keep_prob * g'(A).  A is the
+ * dropped-out output, so where kept g(z) = A*keep_prob: A is rescaled in place (it is not read
+ * again in this step) and the derivative taken from that output. */
+typedef struct {
+    T *A;                 /* output of layer l-1, row stride n */
+    int n;
+    fnn_act act;
+    const uint8_t *mask;  /* NULL: no dropout */
+    T keep, inv_keep;
+} P(bwd_ctx);
+
+static void P(bwd_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int mb, int nb)
+{
+    const P(bwd_ctx) *ctx = (const P(bwd_ctx) *)vctx;
+    for (int r = 0; r < mb; r++) {
+        T *restrict c = C + (ptrdiff_t)r * ldc;
+        ptrdiff_t off = (ptrdiff_t)(i0 + r) * ctx->n + j0;
+        T *restrict a = ctx->A + off;
+        if (ctx->mask)
+            for (int j = 0; j < nb; j++) a[j] *= ctx->keep;
+        P(act_backward)(ctx->act, a, c, nb);
+        if (ctx->mask) P(dropout_apply)(c, ctx->mask + off, nb, ctx->inv_keep);
+    }
+}
+
+/* dW block += l2_coef * W block. */
+typedef struct {
+    const T *W;
+    int n_out;
+    T coef;
+} P(l2_ctx);
+
+static void P(l2_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int mb, int nb)
+{
+    const P(l2_ctx) *ctx = (const P(l2_ctx) *)vctx;
+    for (int r = 0; r < mb; r++) {
+        T *restrict c = C + (ptrdiff_t)r * ldc;
+        const T *restrict w = ctx->W + (ptrdiff_t)(i0 + r) * ctx->n_out + j0;
+        for (int j = 0; j < nb; j++) c[j] += ctx->coef * w[j];
+    }
+}
+
+/* ---- create / free ----------------------------------------------------------------------- */
+
+static size_t P(take)(size_t *off, size_t bytes)
+{
+    size_t at = *off;
+    *off += (bytes + 63) & ~(size_t)63;
+    return at;
+}
+
+P(net) *P(net_create)(int n_layers, const P(layer) *layers, fnn_loss loss, int max_rows,
+                      int max_threads)
+{
+    if (n_layers < 1 || max_rows < 1) return NULL;
+    if (max_threads < 1) max_threads = 1;
+    P(net) *net = (P(net) *)calloc(1, sizeof(P(net)));
+    if (!net) return NULL;
+    net->n_layers = n_layers;
+    net->loss = loss;
+    net->max_rows = max_rows;
+    net->max_threads = max_threads;
+    const int L = n_layers;
+    const size_t rows = (size_t)max_rows;
+    int width = 1;
+    size_t gemm_ws = 0;
+    for (int l = 0; l < L; l++) {
+        const P(layer) *ly = &layers[l];
+        if (ly->n_out > width) width = ly->n_out;
+        size_t w;
+        w = fnn_gemm_ws_size(max_rows, ly->n_out, ly->n_in, max_threads, sizeof(T));
+        if (w > gemm_ws) gemm_ws = w;
+        w = fnn_gemm_ws_size(ly->n_in, ly->n_out, max_rows, max_threads, sizeof(T));
+        if (w > gemm_ws) gemm_ws = w;
+        w = fnn_gemm_ws_size(max_rows, ly->n_in, ly->n_out, max_threads, sizeof(T));
+        if (w > gemm_ws) gemm_ws = w;
+    }
+    net->max_width = width;
+
+    /* Lay out every buffer in one block: offsets first, then one allocation. */
+    size_t off = 0;
+    size_t o_layers = P(take)(&off, sizeof(P(layer)) * L);
+    size_t o_A = P(take)(&off, sizeof(T *) * L), o_Zhat = P(take)(&off, sizeof(T *) * L);
+    size_t o_stats = P(take)(&off, sizeof(T *) * L), o_mask = P(take)(&off, sizeof(uint8_t *) * L);
+    size_t *o_Al = (size_t *)calloc((size_t)L * 4, sizeof(size_t));
+    if (!o_Al) { free(net); return NULL; }
+    for (int l = 0; l < L; l++) {
+        const P(layer) *ly = &layers[l];
+        o_Al[4 * l + 0] = P(take)(&off, sizeof(T) * rows * ly->n_out);
+        o_Al[4 * l + 1] = ly->batch_norm ? P(take)(&off, sizeof(T) * rows * ly->n_out) : 0;
+        o_Al[4 * l + 2] = ly->batch_norm ? P(take)(&off, sizeof(T) * 3 * ly->n_out) : 0;
+        o_Al[4 * l + 3] = ly->keep_prob < 1.0 ? P(take)(&off, rows * ly->n_out) : 0;
+    }
+    size_t o_D0 = P(take)(&off, sizeof(T) * rows * width);
+    size_t o_D1 = P(take)(&off, sizeof(T) * rows * width);
+    size_t o_Xb = P(take)(&off, sizeof(T) * rows * layers[0].n_in);
+    size_t o_Yb = P(take)(&off, sizeof(T) * rows * layers[L - 1].n_out);
+    size_t o_lab = P(take)(&off, sizeof(int32_t) * rows);
+    size_t o_ws = P(take)(&off, gemm_ws);
+
+    char *blk = (char *)fnn_aligned_alloc(off);
+    if (!blk) { free(o_Al); free(net); return NULL; }
+    memset(blk, 0, off);
+    net->block = blk;
+    net->layers = (P(layer) *)(blk + o_layers);
+    memcpy(net->layers, layers, sizeof(P(layer)) * L);
+    net->A = (T **)(blk + o_A);
+    net->Zhat = (T **)(blk + o_Zhat);
+    net->bn_stats = (T **)(blk + o_stats);
+    net->mask = (uint8_t **)(blk + o_mask);
+    for (int l = 0; l < L; l++) {
+        net->A[l] = (T *)(blk + o_Al[4 * l + 0]);
+        net->Zhat[l] = layers[l].batch_norm ? (T *)(blk + o_Al[4 * l + 1]) : NULL;
+        net->bn_stats[l] = layers[l].batch_norm ? (T *)(blk + o_Al[4 * l + 2]) : NULL;
+        net->mask[l] = layers[l].keep_prob < 1.0 ? (uint8_t *)(blk + o_Al[4 * l + 3]) : NULL;
+    }
+    free(o_Al);
+    net->D[0] = (T *)(blk + o_D0);
+    net->D[1] = (T *)(blk + o_D1);
+    net->Xb = (T *)(blk + o_Xb);
+    net->Yb = (T *)(blk + o_Yb);
+    net->labels_b = (int32_t *)(blk + o_lab);
+    net->gemm_ws = blk + o_ws;
+    return net;
+}
+
+void P(net_free)(P(net) *net)
+{
+    if (!net) return;
+    fnn_aligned_free(net->block);
+    free(net);
+}
+
+/* ---- batch norm at inference ----------------------------------------------------------------
+ * With the running statistics the normalisation is a fixed affine map per column:
+ *   Zhat = (Z - running_mean) * r,  r = 1/sqrt(running_var + eps);  Zt = gamma * Zhat + beta,
+ * so its backward is  dbeta = sum_i dY,  dgamma = sum_i dY * Zhat,  dZ = dY * gamma * r.
+ * (Used when gradients are asked of a model in inference mode; training uses batchnorm.c.) */
+static void P(bn_infer)(int m, const P(layer) *ly, T *Z, ptrdiff_t ldz, T *Zhat, T *r)
+{
+    const int n = ly->n_out;
+    for (int j = 0; j < n; j++) r[j] = (T)(1.0 / sqrt((double)ly->running_var[j] + FNN_BN_EPS));
+    for (int i = 0; i < m; i++) {
+        T *restrict z = Z + (ptrdiff_t)i * ldz;
+        T *restrict h = Zhat + (ptrdiff_t)i * n;
+        for (int j = 0; j < n; j++) {
+            h[j] = (z[j] - ly->running_mean[j]) * r[j];
+            z[j] = ly->gamma[j] * h[j] + ly->beta[j];
+        }
+    }
+}
+
+static void P(bn_infer_backward)(int m, const P(layer) *ly, T *dY, const T *Zhat, const T *r)
+{
+    const int n = ly->n_out;
+    for (int j = 0; j < n; j++) ly->dgamma[j] = ly->dbeta[j] = 0;
+    for (int i = 0; i < m; i++) {
+        T *restrict d = dY + (ptrdiff_t)i * n;
+        const T *restrict h = Zhat + (ptrdiff_t)i * n;
+        for (int j = 0; j < n; j++) {
+            ly->dbeta[j] += d[j];
+            ly->dgamma[j] += d[j] * h[j];
+            d[j] *= ly->gamma[j] * r[j];
+        }
+    }
+}
+
+/* ---- forward ----------------------------------------------------------------------------- */
+
+/* Forward through every layer.  The last layer's logits land in `out` (row stride ldo) when out
+ * is not NULL, else in A[L-1]. */
+static void P(forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                       uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+{
+    const int L = net->n_layers;
+    const T *in = X;
+    ptrdiff_t ld_in = ldx;
+    for (int l = 0; l < L; l++) {
+        const P(layer) *ly = &net->layers[l];
+        const int last = (l == L - 1);
+        T *Z = (last && out) ? out : net->A[l];
+        ptrdiff_t ldz = (last && out) ? ldo : ly->n_out;
+        P(fwd_ctx) ctx;
+        ctx.b = ly->batch_norm ? NULL : ly->b;
+        ctx.act = last ? FNN_LINEAR : ly->act;
+        ctx.mask = (training && !last && ly->keep_prob < 1.0) ? net->mask[l] : NULL;
+        ctx.n_out = ly->n_out;
+        ctx.seed = seed;
+        ctx.step = step;
+        ctx.layer = (uint32_t)l;
+        ctx.threshold = ly->keep_prob < 1.0 ? fnn_keep_threshold(ly->keep_prob) : 0;
+        ctx.inv_keep = (T)(1.0 / ly->keep_prob);
+        if (!ly->batch_norm) {
+            P(gemm)(m, ly->n_out, ly->n_in, in, ld_in, 1, ly->W, ly->n_out, 1, Z, ldz,
+                    P(fwd_epilogue), &ctx, net->gemm_ws, n_threads);
+        } else {
+            P(gemm)(m, ly->n_out, ly->n_in, in, ld_in, 1, ly->W, ly->n_out, 1, Z, ldz,
+                    NULL, NULL, net->gemm_ws, n_threads);
+            T *st = net->bn_stats[l];
+            if (training)
+                P(batchnorm_forward_train)(m, ly->n_out, Z, ldz, ly->gamma, ly->beta, FNN_BN_EPS,
+                                           ly->bn_momentum, net->Zhat[l], ly->n_out, Z, ldz,
+                                           st, st + ly->n_out, st + 2 * ly->n_out,
+                                           ly->running_mean, ly->running_var, n_threads);
+            else
+                P(bn_infer)(m, ly, Z, ldz, net->Zhat[l], st + 2 * ly->n_out);
+            ctx.b = NULL;
+            P(fwd_epilogue)(&ctx, Z, ldz, 0, 0, m, ly->n_out);
+        }
+        in = Z;
+        ld_in = ldz;
+    }
+}
+
+void P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                    uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+{
+    const P(layer) *last = &net->layers[net->n_layers - 1];
+    if (n_threads > net->max_threads) n_threads = net->max_threads;
+    P(forward)(net, m, X, ldx, training, seed, step, out, ldo, n_threads);
+    if (last->act == FNN_SOFTMAX) {
+        P(softmax_rows)(m, last->n_out, out, ldo, out, ldo);
+    } else if (last->act != FNN_LINEAR) {
+        for (int i = 0; i < m; i++) P(act_forward)(last->act, out + (ptrdiff_t)i * ldo, last->n_out);
+    }
+}
+
+/* ---- loss, errors, backward -------------------------------------------------------------- */
+
+static int64_t P(count_errors)(fnn_loss loss, int m, int n, const T *Z, const int32_t *labels,
+                               const T *Y, ptrdiff_t ldy)
+{
+    int64_t wrong = 0;
+    if (loss == FNN_LOSS_XENT) {
+        for (int i = 0; i < m; i++) {
+            const T *z = Z + (ptrdiff_t)i * n;
+            int best = 0;
+            for (int j = 1; j < n; j++)
+                if (z[j] > z[best]) best = j;
+            wrong += (best != labels[i]);
+        }
+    } else if (loss == FNN_LOSS_BCE) {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                wrong += ((Z[(ptrdiff_t)i * n + j] > 0) != (Y[(ptrdiff_t)i * ldy + j] > (T)0.5));
+    }
+    return wrong;
+}
+
+static void P(backward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                        double l2_coef, int n_threads)
+{
+    const int L = net->n_layers;
+    int cur = 0;  /* net->D[cur] holds dZ of layer l */
+    for (int l = L - 1; l >= 0; l--) {
+        const P(layer) *ly = &net->layers[l];
+        T *dZ = net->D[cur];
+        const int n_out = ly->n_out, n_in = ly->n_in;
+        if (ly->batch_norm) {
+            const T *st = net->bn_stats[l];
+            if (training)
+                P(batchnorm_backward)(m, n_out, dZ, n_out, net->Zhat[l], n_out, ly->gamma,
+                                      st + 2 * n_out, ly->dgamma, ly->dbeta, dZ, n_out,
+                                      n_threads);
+            else
+                P(bn_infer_backward)(m, ly, dZ, net->Zhat[l], st + 2 * n_out);
+        }
+        const T *A_prev = l > 0 ? net->A[l - 1] : X;
+        const ptrdiff_t ld_prev = l > 0 ? net->layers[l - 1].n_out : ldx;
+        /* dW = A_prev^T dZ (+ l2_coef W) */
+        P(l2_ctx) l2 = {ly->W, n_out, (T)l2_coef};
+        P(gemm)(n_in, n_out, m, A_prev, 1, ld_prev, dZ, n_out, 1, ly->dW, n_out,
+                l2_coef != 0.0 ? P(l2_epilogue) : NULL, &l2, net->gemm_ws, n_threads);
+        /* db = column sums of dZ, rows in order */
+        if (!ly->batch_norm) {
+            T *restrict db = ly->db;
+            for (int j = 0; j < n_out; j++) db[j] = 0;
+            for (int i = 0; i < m; i++) {
+                const T *restrict d = dZ + (ptrdiff_t)i * n_out;
+                for (int j = 0; j < n_out; j++) db[j] += d[j];
+            }
+        }
+        if (l == 0) break;
+        /* dA_prev = dZ W^T, with layer l-1's activation derivative and mask as epilogue */
+        const P(layer) *prev = &net->layers[l - 1];
+        P(bwd_ctx) bc;
+        bc.A = net->A[l - 1];
+        bc.n = prev->n_out;
+        bc.act = prev->act;
+        bc.mask = (training && prev->keep_prob < 1.0) ? net->mask[l - 1] : NULL;
+        bc.keep = (T)prev->keep_prob;
+        bc.inv_keep = (T)(1.0 / prev->keep_prob);
+        T *dA = net->D[1 - cur];
+        P(gemm)(m, n_in, n_out, dZ, n_out, 1, ly->W, 1, n_out, dA, n_in,
+                P(bwd_epilogue), &bc, net->gemm_ws, n_threads);
+        cur = 1 - cur;
+    }
+}
+
+static double P(sum_w2)(const P(net) *net)
+{
+    double total = 0.0;
+    for (int l = 0; l < net->n_layers; l++) {
+        const P(layer) *ly = &net->layers[l];
+        const ptrdiff_t count = (ptrdiff_t)ly->n_in * ly->n_out;
+        double acc = 0.0;
+        for (ptrdiff_t i = 0; i < count; i++) acc += (double)ly->W[i] * (double)ly->W[i];
+        total += acc;
+    }
+    return total;
+}
+
+void P(net_evaluate)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                     const int32_t *labels, const T *Y, ptrdiff_t ldy, int n_threads,
+                     fnn_pass_result *res)
+{
+    const int L = net->n_layers, n = net->layers[L - 1].n_out;
+    if (n_threads > net->max_threads) n_threads = net->max_threads;
+    P(forward)(net, m, X, ldx, 0, 0, 0, NULL, 0, n_threads);
+    const T *Z = net->A[L - 1];
+    res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
+    double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
+    res->loss = P(loss_grad)(net->loss, m, n, Z, n, labels, Y, ldy, NULL, (T)0) / denom;
+    res->sum_w2 = 0.0;
+}
+
+void P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                      const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                      int training, uint64_t seed, uint64_t step, double l2_coef,
+                      int n_threads, fnn_pass_result *res)
+{
+    const int L = net->n_layers;
+    const P(layer) *last = &net->layers[L - 1];
+    const int n = last->n_out;
+    if (n_threads > net->max_threads) n_threads = net->max_threads;
+    P(forward)(net, m, X, ldx, training, seed, step, NULL, 0, n_threads);
+    T *Z = net->A[L - 1];
+    res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
+    double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
+    double sum = P(loss_grad)(net->loss, m, n, Z, n, labels, Y, ldy, net->D[0], (T)(1.0 / denom));
+    res->loss = sum / denom;
+    res->sum_w2 = l2_coef != 0.0 ? P(sum_w2)(net) : 0.0;
+    P(backward)(net, m, X, ldx, training, l2_coef, n_threads);
+}
+
+void P(net_train_step)(P(net) *net, int m, const int64_t *idx,
+                       const T *X, ptrdiff_t ldx,
+                       const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                       uint64_t seed, uint64_t step, double l2_coef,
+                       const fnn_optim_params *op, ptrdiff_t n_params, T *params,
+                       const T *grads, T *v, T *s, int n_threads, fnn_pass_result *res)
+{
+    const int n_in = net->layers[0].n_in, n_out = net->layers[net->n_layers - 1].n_out;
+    if (n_threads > net->max_threads) n_threads = net->max_threads;
+    P(gather_rows)(m, n_in, X, ldx, idx, net->Xb);
+    if (labels) fnn_igather(m, labels, idx, net->labels_b);
+    if (Y) P(gather_rows)(m, n_out, Y, ldy, idx, net->Yb);
+    P(net_loss_grad)(net, m, net->Xb, n_in, labels ? net->labels_b : NULL, Y ? net->Yb : NULL,
+                     n_out, 1, seed, step, l2_coef, n_threads, res);
+    /* A non-finite loss leaves the parameters as they were: those of the last finite step. */
+    if (isfinite(res->loss) && isfinite(res->sum_w2))
+        P(optim_step)(op, n_params, params, grads, v, s, n_threads);
+}

@@ -1,0 +1,77 @@
+/* optim_impl.h -- template body of optim.c, included once per dtype (see there).
+ * No include guard on purpose. */
+
+/* One step t >= 1 of op->kind over count parameters, in place (g read-only; p, g, v, s disjoint):
+ *   SGD:      p -= lr g
+ *   MOMENTUM: v = b1 v + (1-b1) g;  p -= lr v
+ *   RMSPROP:  s = b2 s + (1-b2) g^2;  p -= lr (g / (sqrt(s) + eps))
+ *   ADAM:     v = b1 v + (1-b1) g;  s = b2 s + (1-b2) g^2;
+ *             p -= step_size (v / (sqrt(s) / sqrt(bc2) + eps)),  step_size = lr / bc1,
+ *             bc1 = 1 - b1^t, bc2 = 1 - b2^t            (torch.optim.Adam's order of operations)
+ *   ADAMW:    p *= 1 - lr wd, then ADAM                  (torch.optim.AdamW)
+ * Scalars (1 - b, bias corrections, step_size) are formed in double and rounded once to the
+ * dtype; the elementwise arithmetic is in the dtype, as torch does for a tensor of that dtype. */
+void FNN_(optim_step)(const fnn_optim_params *op, ptrdiff_t count, FNN_REAL *restrict p,
+                      const FNN_REAL *restrict g, FNN_REAL *restrict v, FNN_REAL *restrict s,
+                      int n_threads)
+{
+    const FNN_REAL lr = (FNN_REAL)op->lr, eps = (FNN_REAL)op->eps;
+    const FNN_REAL b1 = (FNN_REAL)op->beta1, c1 = (FNN_REAL)(1.0 - op->beta1);
+    const FNN_REAL b2 = (FNN_REAL)op->beta2, c2 = (FNN_REAL)(1.0 - op->beta2);
+    ptrdiff_t i;
+    if (n_threads < 1)
+        n_threads = 1;
+    (void)n_threads; /* unused without OpenMP */
+
+    switch (op->kind) {
+    case FNN_SGD:
+        FNN_PRAGMA(omp parallel for simd num_threads(n_threads) schedule(simd : static)
+                   if (parallel : count > FNN_OPTIM_PAR_MIN))
+        for (i = 0; i < count; i++)
+            p[i] -= lr * g[i];
+        break;
+    case FNN_MOMENTUM:
+        FNN_PRAGMA(omp parallel for simd num_threads(n_threads) schedule(simd : static)
+                   if (parallel : count > FNN_OPTIM_PAR_MIN))
+        for (i = 0; i < count; i++) {
+            const FNN_REAL vi = b1 * v[i] + c1 * g[i];
+            v[i] = vi;
+            p[i] -= lr * vi;
+        }
+        break;
+    case FNN_RMSPROP:
+        FNN_PRAGMA(omp parallel for simd num_threads(n_threads) schedule(simd : static)
+                   if (parallel : count > FNN_OPTIM_PAR_MIN))
+        for (i = 0; i < count; i++) {
+            const FNN_REAL gi = g[i];
+            const FNN_REAL si = b2 * s[i] + c2 * gi * gi;
+            s[i] = si;
+            p[i] -= lr * (gi / (FNN_M(sqrt)(si) + eps));
+        }
+        break;
+    case FNN_ADAM:
+    case FNN_ADAMW: {
+        const double t = (double)op->t;
+        const double bc1 = 1.0 - pow(op->beta1, t), bc2 = 1.0 - pow(op->beta2, t);
+        const FNN_REAL step_size = (FNN_REAL)(op->lr / bc1);
+        const FNN_REAL bc2_sqrt = (FNN_REAL)sqrt(bc2);
+        /* AdamW's decoupled decay; Adam multiplies by exactly 1 (exact, NaN-preserving) */
+        const FNN_REAL decay =
+            op->kind == FNN_ADAMW ? (FNN_REAL)(1.0 - op->lr * op->weight_decay) : (FNN_REAL)1;
+        FNN_PRAGMA(omp parallel for simd num_threads(n_threads) schedule(simd : static)
+                   if (parallel : count > FNN_OPTIM_PAR_MIN))
+        for (i = 0; i < count; i++) {
+            const FNN_REAL gi = g[i];
+            const FNN_REAL vi = b1 * v[i] + c1 * gi;
+            const FNN_REAL si = b2 * s[i] + c2 * gi * gi;
+            v[i] = vi;
+            s[i] = si;
+            const FNN_REAL denom = FNN_M(sqrt)(si) / bc2_sqrt + eps;
+            p[i] = p[i] * decay - step_size * (vi / denom);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
