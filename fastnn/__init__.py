@@ -5,8 +5,15 @@ Fused C/OpenMP kernels (src_c/), a typed Cython layer (fastnn/_core.pyx) and a s
 schedules of ``fastnn.schedules``, data tools, gradient checking, bias/variance diagnosis and
 hyperparameter search.
 """
-from . import _core
+from . import data, datasets, optim, reference, schedules
 from ._threads import get_num_threads, set_num_threads
+from .diagnose import Diagnosis, diagnose
+from .ewa import EWA, ewa
 from .model import MLP, Dense
+from .trainer import DivergedError, EarlyStopping, History, Trainer
 
 __version__ = "0.1.0"
+
+__all__ = ["MLP", "Dense", "Trainer", "History", "EarlyStopping", "DivergedError", "optim",
+           "schedules", "data", "datasets", "reference", "diagnose", "Diagnosis", "ewa", "EWA",
+           "get_num_threads", "set_num_threads", "__version__"]

@@ -219,7 +219,8 @@ def synthetic_mnist(n=60000, seed=0, dtype=np.float32, noise=0.4):
     ``c ~ U(0.5, 1)`` and a random shift of up to 3 pixels each way.  The ten 28×28 templates
     are fixed (independent of ``seed``), so sets drawn with different seeds (train, test) come
     from the same distribution.  For benchmarks and smoke tests: shaped like MNIST, but not
-    handwriting (a linear model reaches about 90 %, an MLP more).
+    handwriting (on 10,000 training images a linear model gets about two thirds of a test set
+    right, a 256-unit MLP about 90 %).
 
     Parameters
     ----------

@@ -135,9 +135,12 @@ static fnn_gemm_plan gemm_plan(int m, int n, int k, int mr, int nr, int kc_max, 
                                int nc_max, size_t elem_size)
 {
     fnn_gemm_plan pl;
-    /* Padded work both ways; go transposed only for narrow n and a clear (> 20 %) saving. */
-    const double direct = (double)round_up(m, mr) * round_up(n, nr);
-    const double transposed = (double)round_up(n, mr) * round_up(m, nr);
+    /* Cost of each orientation in FMA-cycles: per micro-tile about MR*NR/16 per p, plus storing
+     * the tile (cheap direct, ~MR*NR scalar moves transposed).  Transposed wins for narrow n and
+     * enough k, e.g. 128 x 10 outputs with k = 256; never for tiny k. */
+    const double tile_k = (double)mr * nr / 16.0 * (k > 0 ? k : 0);
+    const double direct = (double)((m + mr - 1) / mr) * ((n + nr - 1) / nr) * (tile_k + 2.0 * mr);
+    const double transposed = (double)((n + mr - 1) / mr) * ((m + nr - 1) / nr) * (tile_k + 2.0 * mr * nr);
     pl.transposed = n <= 2 * nr && n < m && 5.0 * transposed < 4.0 * direct;
     const int mm = pl.transposed ? n : m, nn = pl.transposed ? m : n;
 

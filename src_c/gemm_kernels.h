@@ -133,6 +133,16 @@ FNN_AVX2 static inline void fnn_transpose4_pd(__m256d r[4])
 FNN_AVX2 static void fnn_spack_avx2(float *restrict dst, const float *restrict src, ptrdiff_t ls,
                                     ptrdiff_t ks, int width, int kc, int W)
 {
+    if (ls == 1 && W == 16) {
+        /* lanes contiguous: full panels are two vector copies per p */
+        for (; width >= 16; width -= 16, src += 16, dst += (ptrdiff_t)16 * kc)
+            for (int p = 0; p < kc; p++) {
+                _mm256_store_ps(dst + p * 16, _mm256_loadu_ps(src + p * ks));
+                _mm256_store_ps(dst + p * 16 + 8, _mm256_loadu_ps(src + p * ks + 8));
+            }
+        if (width > 0) fnn_spack_generic(dst, src, ls, ks, width, kc, W);
+        return;
+    }
     if (ks != 1 || ls == 1) {
         fnn_spack_generic(dst, src, ls, ks, width, kc, W);
         return;
@@ -166,6 +176,15 @@ FNN_AVX2 static void fnn_spack_avx2(float *restrict dst, const float *restrict s
 FNN_AVX2 static void fnn_dpack_avx2(double *restrict dst, const double *restrict src, ptrdiff_t ls,
                                     ptrdiff_t ks, int width, int kc, int W)
 {
+    if (ls == 1 && W == 8) {
+        for (; width >= 8; width -= 8, src += 8, dst += (ptrdiff_t)8 * kc)
+            for (int p = 0; p < kc; p++) {
+                _mm256_store_pd(dst + p * 8, _mm256_loadu_pd(src + p * ks));
+                _mm256_store_pd(dst + p * 8 + 4, _mm256_loadu_pd(src + p * ks + 4));
+            }
+        if (width > 0) fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
+        return;
+    }
     if (ks != 1 || ls == 1 || (W & 3) != 0) {
         fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
         return;
@@ -206,48 +225,47 @@ FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, const flo
 {
     const int full = csc == 1 && mr == FNN_S_MR && nr == FNN_S_NR;
     float buf[FNN_S_MR * FNN_S_NR] __attribute__((aligned(32)));
-    __m256 c0[FNN_S_MR], c1[FNN_S_MR];
+    float *t = full ? c : buf;                      /* the tile as a row-major block */
+    const ptrdiff_t rs = full ? rsc : FNN_S_NR;
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
 
-    if (!accumulate) {
-        for (int i = 0; i < FNN_S_MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
-    } else if (full) {
-        for (int i = 0; i < FNN_S_MR; i++) {
-            c0[i] = _mm256_loadu_ps(c + i * rsc);
-            c1[i] = _mm256_loadu_ps(c + i * rsc + 8);
+    if (accumulate) {
+        if (!full) {
+            memset(buf, 0, sizeof buf);
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < nr; j++) buf[i * FNN_S_NR + j] = c[i * rsc + j * csc];
         }
+        c00 = _mm256_loadu_ps(t + 0 * rs); c01 = _mm256_loadu_ps(t + 0 * rs + 8);
+        c10 = _mm256_loadu_ps(t + 1 * rs); c11 = _mm256_loadu_ps(t + 1 * rs + 8);
+        c20 = _mm256_loadu_ps(t + 2 * rs); c21 = _mm256_loadu_ps(t + 2 * rs + 8);
+        c30 = _mm256_loadu_ps(t + 3 * rs); c31 = _mm256_loadu_ps(t + 3 * rs + 8);
+        c40 = _mm256_loadu_ps(t + 4 * rs); c41 = _mm256_loadu_ps(t + 4 * rs + 8);
+        c50 = _mm256_loadu_ps(t + 5 * rs); c51 = _mm256_loadu_ps(t + 5 * rs + 8);
     } else {
-        memset(buf, 0, sizeof buf);
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++) buf[i * FNN_S_NR + j] = c[i * rsc + j * csc];
-        for (int i = 0; i < FNN_S_MR; i++) {
-            c0[i] = _mm256_load_ps(buf + i * FNN_S_NR);
-            c1[i] = _mm256_load_ps(buf + i * FNN_S_NR + 8);
-        }
+        c00 = c01 = c10 = c11 = c20 = c21 = _mm256_setzero_ps();
+        c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
     }
 
     for (int p = 0; p < kc; p++, a += FNN_S_MR, b += FNN_S_NR) {
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
-        for (int i = 0; i < FNN_S_MR; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
-            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
-        }
+        __m256 ai;
+        ai = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
 
-    if (full) {
-        for (int i = 0; i < FNN_S_MR; i++) {
-            _mm256_storeu_ps(c + i * rsc, c0[i]);
-            _mm256_storeu_ps(c + i * rsc + 8, c1[i]);
-        }
-    } else {
-        for (int i = 0; i < FNN_S_MR; i++) {
-            _mm256_store_ps(buf + i * FNN_S_NR, c0[i]);
-            _mm256_store_ps(buf + i * FNN_S_NR + 8, c1[i]);
-        }
+    _mm256_storeu_ps(t + 0 * rs, c00); _mm256_storeu_ps(t + 0 * rs + 8, c01);
+    _mm256_storeu_ps(t + 1 * rs, c10); _mm256_storeu_ps(t + 1 * rs + 8, c11);
+    _mm256_storeu_ps(t + 2 * rs, c20); _mm256_storeu_ps(t + 2 * rs + 8, c21);
+    _mm256_storeu_ps(t + 3 * rs, c30); _mm256_storeu_ps(t + 3 * rs + 8, c31);
+    _mm256_storeu_ps(t + 4 * rs, c40); _mm256_storeu_ps(t + 4 * rs + 8, c41);
+    _mm256_storeu_ps(t + 5 * rs, c50); _mm256_storeu_ps(t + 5 * rs + 8, c51);
+    if (!full)
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = buf[i * FNN_S_NR + j];
-    }
 }
 
 FNN_AVX2 static void fnn_dkernel_avx2(int kc, const double *restrict a, const double *restrict b,
@@ -256,48 +274,47 @@ FNN_AVX2 static void fnn_dkernel_avx2(int kc, const double *restrict a, const do
 {
     const int full = csc == 1 && mr == FNN_D_MR && nr == FNN_D_NR;
     double buf[FNN_D_MR * FNN_D_NR] __attribute__((aligned(32)));
-    __m256d c0[FNN_D_MR], c1[FNN_D_MR];
+    double *t = full ? c : buf;                      /* the tile as a row-major block */
+    const ptrdiff_t rs = full ? rsc : FNN_D_NR;
+    __m256d c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
 
-    if (!accumulate) {
-        for (int i = 0; i < FNN_D_MR; i++) c0[i] = c1[i] = _mm256_setzero_pd();
-    } else if (full) {
-        for (int i = 0; i < FNN_D_MR; i++) {
-            c0[i] = _mm256_loadu_pd(c + i * rsc);
-            c1[i] = _mm256_loadu_pd(c + i * rsc + 4);
+    if (accumulate) {
+        if (!full) {
+            memset(buf, 0, sizeof buf);
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < nr; j++) buf[i * FNN_D_NR + j] = c[i * rsc + j * csc];
         }
+        c00 = _mm256_loadu_pd(t + 0 * rs); c01 = _mm256_loadu_pd(t + 0 * rs + 4);
+        c10 = _mm256_loadu_pd(t + 1 * rs); c11 = _mm256_loadu_pd(t + 1 * rs + 4);
+        c20 = _mm256_loadu_pd(t + 2 * rs); c21 = _mm256_loadu_pd(t + 2 * rs + 4);
+        c30 = _mm256_loadu_pd(t + 3 * rs); c31 = _mm256_loadu_pd(t + 3 * rs + 4);
+        c40 = _mm256_loadu_pd(t + 4 * rs); c41 = _mm256_loadu_pd(t + 4 * rs + 4);
+        c50 = _mm256_loadu_pd(t + 5 * rs); c51 = _mm256_loadu_pd(t + 5 * rs + 4);
     } else {
-        memset(buf, 0, sizeof buf);
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++) buf[i * FNN_D_NR + j] = c[i * rsc + j * csc];
-        for (int i = 0; i < FNN_D_MR; i++) {
-            c0[i] = _mm256_load_pd(buf + i * FNN_D_NR);
-            c1[i] = _mm256_load_pd(buf + i * FNN_D_NR + 4);
-        }
+        c00 = c01 = c10 = c11 = c20 = c21 = _mm256_setzero_pd();
+        c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_pd();
     }
 
     for (int p = 0; p < kc; p++, a += FNN_D_MR, b += FNN_D_NR) {
         const __m256d b0 = _mm256_load_pd(b), b1 = _mm256_load_pd(b + 4);
-#pragma GCC unroll 6
-        for (int i = 0; i < FNN_D_MR; i++) {
-            const __m256d ai = _mm256_broadcast_sd(a + i);
-            c0[i] = _mm256_fmadd_pd(ai, b0, c0[i]);
-            c1[i] = _mm256_fmadd_pd(ai, b1, c1[i]);
-        }
+        __m256d ai;
+        ai = _mm256_broadcast_sd(a + 0); c00 = _mm256_fmadd_pd(ai, b0, c00); c01 = _mm256_fmadd_pd(ai, b1, c01);
+        ai = _mm256_broadcast_sd(a + 1); c10 = _mm256_fmadd_pd(ai, b0, c10); c11 = _mm256_fmadd_pd(ai, b1, c11);
+        ai = _mm256_broadcast_sd(a + 2); c20 = _mm256_fmadd_pd(ai, b0, c20); c21 = _mm256_fmadd_pd(ai, b1, c21);
+        ai = _mm256_broadcast_sd(a + 3); c30 = _mm256_fmadd_pd(ai, b0, c30); c31 = _mm256_fmadd_pd(ai, b1, c31);
+        ai = _mm256_broadcast_sd(a + 4); c40 = _mm256_fmadd_pd(ai, b0, c40); c41 = _mm256_fmadd_pd(ai, b1, c41);
+        ai = _mm256_broadcast_sd(a + 5); c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
     }
 
-    if (full) {
-        for (int i = 0; i < FNN_D_MR; i++) {
-            _mm256_storeu_pd(c + i * rsc, c0[i]);
-            _mm256_storeu_pd(c + i * rsc + 4, c1[i]);
-        }
-    } else {
-        for (int i = 0; i < FNN_D_MR; i++) {
-            _mm256_store_pd(buf + i * FNN_D_NR, c0[i]);
-            _mm256_store_pd(buf + i * FNN_D_NR + 4, c1[i]);
-        }
+    _mm256_storeu_pd(t + 0 * rs, c00); _mm256_storeu_pd(t + 0 * rs + 4, c01);
+    _mm256_storeu_pd(t + 1 * rs, c10); _mm256_storeu_pd(t + 1 * rs + 4, c11);
+    _mm256_storeu_pd(t + 2 * rs, c20); _mm256_storeu_pd(t + 2 * rs + 4, c21);
+    _mm256_storeu_pd(t + 3 * rs, c30); _mm256_storeu_pd(t + 3 * rs + 4, c31);
+    _mm256_storeu_pd(t + 4 * rs, c40); _mm256_storeu_pd(t + 4 * rs + 4, c41);
+    _mm256_storeu_pd(t + 5 * rs, c50); _mm256_storeu_pd(t + 5 * rs + 4, c51);
+    if (!full)
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = buf[i * FNN_D_NR + j];
-    }
 }
 
 #endif /* FNN_GEMM_X86 */

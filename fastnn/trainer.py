@@ -1,0 +1,358 @@
+"""Training: seeded shuffled mini-batches, one compiled call per step.
+
+Design: ``fit`` validates and converts the data once, binds the optimizer's moments to flat
+buffers matching the model's parameter buffer, and then makes one nogil call per mini-batch
+(gather, forward, loss, backward, update: ``_core.Net.train_step``).  Python is re-entered only
+between steps, for the progress bar, callbacks and Ctrl-C; the per-epoch permutation is derived
+from (seed, epoch), so a checkpoint needs only the epoch and step counters to resume exactly.
+"""
+import math
+import time
+
+import numpy as np
+
+from ._threads import get_num_threads
+from ._validation import _describe, check_random_seed, check_scalar
+from .diagnose import diagnose
+from .ewa import EWA
+from .model import MLP
+from .optim import Adam, Optimizer, _KINDS, get_optimizer
+from .schedules import resolve_schedule
+
+__all__ = ["Trainer", "History", "EarlyStopping", "DivergedError"]
+
+# Smoothing of the per-step training loss shown by the progress bar and history["loss_ewa"].
+_EWA_BETA = 0.98
+
+
+class DivergedError(ArithmeticError):
+    """Training produced a NaN or infinite loss.
+
+    The model keeps the weights of the last finite step.  ``epoch`` and ``last_finite_loss``
+    say where it happened.
+    """
+
+    def __init__(self, epoch, step, last_finite_loss):
+        self.epoch, self.step, self.last_finite_loss = epoch, step, last_finite_loss
+        super().__init__(f"training diverged in epoch {epoch} (step {step}): the loss became "
+                         f"NaN or infinite; last finite loss {last_finite_loss!r}. The model "
+                         f"keeps the weights of the last finite step; lower the learning rate.")
+
+
+class History:
+    """Per-epoch training record: ``history["loss"]`` etc. and ``history.history`` (a dict).
+
+    Keys: ``epoch``, ``loss`` (mean training cost of the epoch's steps, L2 term included),
+    ``error`` (training error rate over the epoch's steps, training mode), ``val_loss``,
+    ``val_error`` (inference mode), ``lr``, ``loss_ewa`` (bias-corrected exponentially weighted
+    average of the step losses at the end of the epoch), ``time``.
+    """
+
+    KEYS = ("epoch", "loss", "error", "val_loss", "val_error", "lr", "loss_ewa", "time")
+
+    def __init__(self):
+        self.history = {k: [] for k in self.KEYS}
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __len__(self):
+        return len(self.history["epoch"])
+
+    def append(self, logs):
+        for k in self.KEYS:
+            self.history[k].append(logs.get(k, float("nan")))
+
+    def diagnose(self, base_error=0.0, tol=0.02):
+        """The course's bias/variance reading of the last epoch (needs validation data)."""
+        if not len(self) or math.isnan(self.history["val_error"][-1]):
+            raise ValueError("diagnose needs a classification history with validation data "
+                             "(fit(..., validation_data=(X_dev, y_dev)))")
+        return diagnose(self.history["error"][-1], self.history["val_error"][-1],
+                        base_error=base_error, tol=tol)
+
+    def plot(self, path=None):
+        """Learning curves (loss and error, train and dev) with matplotlib; saved to ``path``
+        when given.  Returns the figure."""
+        try:
+            import matplotlib
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # optional extra
+            raise ImportError("History.plot needs matplotlib: pip install 'fastnn[plot]'") from exc
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        ep = self.history["epoch"]
+        for ax, key in zip(axes, ("loss", "error")):
+            ax.plot(ep, self.history[key], label=f"train {key}")
+            if not all(math.isnan(v) for v in self.history[f"val_{key}"]):
+                ax.plot(ep, self.history[f"val_{key}"], label=f"dev {key}")
+            if key == "loss":
+                ax.plot(ep, self.history["loss_ewa"], "--", label="train loss (EWA)")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
+    def __repr__(self):
+        return f"History({len(self)} epochs)"
+
+
+class EarlyStopping:
+    """Stop when ``val_loss`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the model gets back the weights of its best epoch."""
+
+    def __init__(self, patience=5, min_delta=0.0, restore_best=True):
+        self.patience = check_scalar(patience, "patience", "int", low=0)
+        self.min_delta = check_scalar(min_delta, "min_delta", "float", low=0.0)
+        self.restore_best = bool(restore_best)
+        self.best = math.inf
+        self.best_epoch = None
+        self.best_weights = None
+        self.wait = 0
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        val = logs.get("val_loss", float("nan"))
+        if math.isnan(val):
+            raise ValueError("EarlyStopping needs validation_data in fit")
+        if val < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = val, epoch, 0
+            if self.restore_best:
+                self.best_weights = trainer.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                trainer.stop_training = True
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self.best_weights is not None:
+            trainer.model.set_weights(self.best_weights)
+
+
+class Trainer:
+    """Mini-batch training of an :class:`MLP`.
+
+    Parameters
+    ----------
+    model : MLP
+    optimizer : Optimizer, str or dict, default Adam(lr=1e-3)
+    schedule : callable (lr0, epoch) -> lr, or None
+        Learning-rate decay per epoch (``fastnn.schedules``); lr0 is ``optimizer.lr``.
+    l2 : float, default 0.0
+        L2 strength lambda over the whole training set of N examples: each step adds
+        ``(lambda/N) W`` to dW and the cost reports ``lambda/(2N) sum ||W||^2``.
+    batch_size : int, default 64
+        The last smaller batch of an epoch is kept.
+    shuffle : bool, default True
+        Permute the data every epoch (seeded by (seed, epoch)).
+    seed : int, default 0
+        Seeds the permutations and the dropout masks.
+    """
+
+    def __init__(self, model, optimizer=None, schedule=None, l2=0.0, batch_size=64,
+                 shuffle=True, seed=0):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a fastnn.MLP, got {_describe(model)}")
+        self.model = model
+        self.optimizer = Adam(1e-3) if optimizer is None else get_optimizer(optimizer)
+        self.schedule = resolve_schedule(schedule)
+        self.l2 = check_scalar(l2, "l2", "float", low=0.0)
+        self.batch_size = check_scalar(batch_size, "batch_size", "int", low=1)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {_describe(shuffle)}")
+        self.shuffle = bool(shuffle)
+        self.seed = check_random_seed(seed, "seed") or 0
+        self.epoch = 0          # epochs completed over all fit calls
+        self.step = 0           # steps completed over all fit calls
+        self.stop_training = False
+        self.history = History()
+        self._flat = None       # (optimizer, v, s) bound to the model's layout
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _moments(self):
+        opt = self.optimizer
+        if self._flat is None or self._flat[0] is not opt:
+            v, s = opt._bind_flat(self.model._param_layout, self.model.n_params, self.model.dtype)
+            self._flat = (opt, v, s)
+        return self._flat[1], self._flat[2]
+
+    def _lr(self, epoch):
+        lr = self.schedule(self.optimizer.lr, epoch)
+        if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"schedule returned an invalid learning rate {lr!r} for epoch {epoch}")
+        return float(lr)
+
+    def _order(self, epoch, n):
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        return np.random.default_rng((self.seed, epoch)).permutation(n).astype(np.int64)
+
+    # ---- fit ---------------------------------------------------------------------------------
+
+    def fit(self, X, y, epochs=10, validation_data=None, early_stopping=None, callbacks=(),
+            progress=True):
+        """Train for ``epochs`` more epochs; returns the :class:`History` (all fit calls).
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_inputs);  y : targets for the model's output
+        epochs : int
+        validation_data : (X_dev, y_dev) or None
+            Evaluated in inference mode after every epoch (``val_loss``, ``val_error``).
+        early_stopping : EarlyStopping or None
+        callbacks : sequence
+            Objects with ``on_epoch_end(trainer, epoch, logs)`` (and optionally
+            ``on_train_end(trainer)``) or callables ``f(trainer, epoch, logs)``; setting
+            ``trainer.stop_training = True`` stops after the epoch.
+        progress : bool
+            A tqdm progress bar per epoch.
+
+        Raises
+        ------
+        DivergedError
+            A NaN/inf loss; the model keeps the weights of the last finite step.
+        KeyboardInterrupt
+            Re-raised after stopping at a step boundary (the model is the last completed step).
+        """
+        model = self.model
+        epochs = check_scalar(epochs, "epochs", "int", low=0)
+        X = model._prepare_X(X)
+        labels, Y = model._prepare_y(y, X.shape[0])
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(f"validation_data must be a tuple (X_dev, y_dev), got "
+                                 f"{_describe(validation_data)}")
+            Xv = model._prepare_X(validation_data[0], "validation_data[0]")
+            lv, Yv = model._prepare_y(validation_data[1], Xv.shape[0], "validation_data[1]")
+            val = (Xv, lv, Yv)
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be a fastnn.EarlyStopping, got "
+                            f"{_describe(early_stopping)}")
+        if early_stopping is not None and val is None:
+            raise ValueError("early_stopping needs validation_data")
+        callbacks = list(callbacks) + ([early_stopping] if early_stopping is not None else [])
+        for cb in callbacks:
+            if not (callable(cb) or hasattr(cb, "on_epoch_end")):
+                raise TypeError(f"callbacks must be callables or have on_epoch_end, got "
+                                f"{_describe(cb)}")
+
+        n = X.shape[0]
+        bs = min(self.batch_size, n)
+        n_threads = get_num_threads()
+        net = model._net(bs, n_threads)
+        v, s = self._moments()
+        opt = self.optimizer
+        kind = _KINDS[opt.name]
+        beta1, beta2, eps, wd = opt._hyper()
+        l2_coef = self.l2 / n
+        units = 1 if model.task == "multiclass" else model.n_outputs
+        smooth = EWA(_EWA_BETA)
+        self.stop_training = False
+        bar = None
+        try:
+            for _ in range(epochs):
+                epoch = self.epoch
+                lr = self._lr(epoch)
+                order = self._order(epoch, n)
+                n_steps = -(-n // bs)
+                bar = _progress_bar(progress, n_steps, epoch)
+                tick = max(1, n_steps // 50)
+                t0 = time.perf_counter()
+                loss_sum = 0.0
+                err_sum = 0
+                last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
+                for k in range(n_steps):
+                    idx = order[k * bs:(k + 1) * bs]
+                    t = opt.state["step"] + 1
+                    loss, sum_w2, n_err = net.train_step(
+                        idx, X, labels, Y, self.seed, self.step, l2_coef, kind, lr, beta1,
+                        beta2, eps, wd, t, model._params, model._grads, v, s, n_threads)
+                    cost = loss + self.l2 / (2.0 * n) * sum_w2
+                    if not math.isfinite(cost):
+                        raise DivergedError(epoch, self.step, last_finite)
+                    # Counters right after the call, before anything that may raise.
+                    opt.state["step"] = t
+                    self.step += 1
+                    last_finite = cost
+                    m = idx.shape[0]
+                    loss_sum += cost * m
+                    err_sum += n_err
+                    smooth.update(cost)
+                    if bar is not None and ((k + 1) % tick == 0 or k + 1 == n_steps):
+                        bar.set_postfix(loss=f"{smooth.value:.4f}", refresh=False)
+                        bar.update((k + 1) - bar.n)
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                logs = {"epoch": epoch, "loss": loss_sum / n,
+                        "error": err_sum / (n * units) if model.task != "regression" else float("nan"),
+                        "lr": lr, "loss_ewa": smooth.value, "time": time.perf_counter() - t0}
+                if val is not None:
+                    logs["val_loss"], logs["val_error"] = model._evaluate_prepared(*val)
+                self.epoch += 1
+                self.history.append(logs)
+                for cb in callbacks:
+                    if hasattr(cb, "on_epoch_end"):
+                        cb.on_epoch_end(self, epoch, logs)
+                    else:
+                        cb(self, epoch, logs)
+                if progress:
+                    _print_epoch(logs)
+                if self.stop_training:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        for cb in callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(self)
+        return self.history
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def save_checkpoint(self, path):
+        """Write model, optimizer state, counters and history to ``path`` (safetensors)."""
+        from .io import save_checkpoint
+        save_checkpoint(self, path)
+
+    @classmethod
+    def load_checkpoint(cls, path):
+        """A Trainer restored from :meth:`save_checkpoint`: continuing it gives bit-identical
+        weights to never having stopped."""
+        from .io import load_checkpoint
+        return load_checkpoint(path)
+
+    def get_config(self):
+        return {"optimizer": self.optimizer.get_config(), "schedule": _schedule_config(self.schedule),
+                "l2": self.l2, "batch_size": self.batch_size, "shuffle": self.shuffle,
+                "seed": self.seed}
+
+
+def _schedule_config(schedule):
+    get = getattr(schedule, "get_config", None)
+    return get() if get is not None else None
+
+
+def _progress_bar(progress, total, epoch):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}", unit="step", leave=False, mininterval=0.2)
+
+
+def _print_epoch(logs):
+    parts = [f"epoch {logs['epoch']:3d}", f"loss {logs['loss']:.4f}"]
+    if not math.isnan(logs.get("error", float("nan"))):
+        parts.append(f"error {logs['error']:.4f}")
+    if not math.isnan(logs.get("val_loss", float("nan"))):
+        parts.append(f"val_loss {logs['val_loss']:.4f}")
+    if not math.isnan(logs.get("val_error", float("nan"))):
+        parts.append(f"val_error {logs['val_error']:.4f}")
+    parts.append(f"lr {logs['lr']:.3g}")
+    parts.append(f"{logs['time']:.2f}s")
+    print("  ".join(parts), flush=True)
