@@ -9,6 +9,8 @@ from . import data, datasets, optim, reference, schedules
 from ._threads import get_num_threads, set_num_threads
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
+from .gradcheck import GradcheckResult, gradcheck
+from .io import FormatError, load
 from .model import MLP, Dense
 from .trainer import DivergedError, EarlyStopping, History, Trainer
 
@@ -16,4 +18,4 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "Dense", "Trainer", "History", "EarlyStopping", "DivergedError", "optim",
            "schedules", "data", "datasets", "reference", "diagnose", "Diagnosis", "ewa", "EWA",
-           "get_num_threads", "set_num_threads", "__version__"]
+           "gradcheck", "GradcheckResult", "load", "FormatError", "get_num_threads", "set_num_threads", "__version__"]

@@ -250,7 +250,7 @@ def validate_y(y, name="y", *, task="multiclass", n_samples=None, n_classes=None
     if task == "multiclass":
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.floor(arr)):
             raise ValueError(f"{name} must hold integral class indices, got non-integer values "
-                             f"such as {arr[arr != np.floor(arr)][0]!r}")
+                             f"such as {arr[arr != np.floor(arr)][0].item()!r}")
         labels = arr.astype(np.int64)
         low, high = int(labels.min()), int(labels.max())
         if low < 0:
@@ -268,7 +268,7 @@ def validate_y(y, name="y", *, task="multiclass", n_samples=None, n_classes=None
     out = np.ascontiguousarray(arr, dtype=_result_dtype(arr, dtype, "dtype"))
     if task == "binary" and not np.isin(out, (0, 1)).all():
         bad = out[~np.isin(out, (0, 1))][0]
-        raise ValueError(f"{name} must hold 0/1 targets for a sigmoid output, got {bad!r}")
+        raise ValueError(f"{name} must hold 0/1 targets for a sigmoid output, got {bad.item()!r}")
     return out
 
 

@@ -65,13 +65,19 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
             /* Loop 3: row blocks of C (mc tall); the packed A block stays in L2. */
             for (int ic = ib; ic < ie; ic += mc) {
                 const int mb = imin(mc, ie - ic);
-                u->pack(Ap, job->A + ic * job->rsa + pc * job->csa, job->rsa, job->csa, mb, kc, MR);
+                /* With a single column panel each A element is used once: read A in place. */
+                const FNN_REAL *A_blk = job->A + ic * job->rsa + pc * job->csa;
+                ptrdiff_t rsa = job->rsa, csa = job->csa;
+                if (!pl->a_in_place) {
+                    u->pack(Ap, A_blk, job->rsa, job->csa, mb, kc, MR);
+                    A_blk = Ap; rsa = 1; csa = MR;
+                }
                 /* Loop 2: B micro-panels (kc x NR); each stays in L1 across loop 1. */
                 for (int jr = 0; jr < nb; jr += NR) {
                     const FNN_REAL *b = Bp + (ptrdiff_t)jr * kc;
                     /* Loop 1: A micro-panels (MR x kc): one micro-kernel call per MR x NR tile. */
                     for (int ir = 0; ir < mb; ir += MR)
-                        u->kernel(kc, Ap + (ptrdiff_t)ir * kc, b,
+                        u->kernel(kc, A_blk + ir * (pl->a_in_place ? rsa : kc), rsa, csa, b,
                                   job->C + (ic + ir) * job->rsc + (jc + jr) * job->csc,
                                   job->rsc, job->csc, imin(MR, mb - ir), imin(NR, nb - jr), pass > 0);
                 }

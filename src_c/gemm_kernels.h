@@ -81,16 +81,18 @@ FNN_DEFINE_PACK(fnn_dpack_generic, double)
 #define FNN_GEN_NR 8
 
 #define FNN_DEFINE_GENERIC_KERNEL(NAME, T)                                                       \
-static void NAME(int kc, const T *restrict a, const T *restrict b, T *restrict c,                \
-                 ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, int accumulate)                   \
+static void NAME(int kc, const T *restrict a, ptrdiff_t rsa, ptrdiff_t csa, const T *restrict b,  \
+                 T *restrict c, ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, int accumulate)    \
 {                                                                                                \
     T acc[FNN_GEN_MR][FNN_GEN_NR];                                                               \
+    const T *ai[FNN_GEN_MR];                                                                     \
+    for (int i = 0; i < FNN_GEN_MR; i++) ai[i] = a + (i < mr ? i : 0) * rsa;                     \
     for (int i = 0; i < FNN_GEN_MR; i++)                                                         \
         for (int j = 0; j < FNN_GEN_NR; j++)                                                     \
             acc[i][j] = (accumulate && i < mr && j < nr) ? c[i * rsc + j * csc] : (T)0;          \
-    for (int p = 0; p < kc; p++, a += FNN_GEN_MR, b += FNN_GEN_NR)                               \
+    for (int p = 0; p < kc; p++, b += FNN_GEN_NR)                                                \
         for (int i = 0; i < FNN_GEN_MR; i++)                                                     \
-            for (int j = 0; j < FNN_GEN_NR; j++) acc[i][j] += a[i] * b[j];                       \
+            for (int j = 0; j < FNN_GEN_NR; j++) acc[i][j] += ai[i][p * csa] * b[j];             \
     for (int i = 0; i < mr; i++)                                                                 \
         for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = acc[i][j];                           \
 }
@@ -130,6 +132,21 @@ FNN_AVX2 static inline void fnn_transpose4_pd(__m256d r[4])
     r[1] = _mm256_permute2f128_pd(t1, t3, 0x20); r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
+/* Store the first n lanes of v (AMD's masked stores are slow: use plain ones). */
+FNN_AVX2 static inline void fnn_store_lanes_ps(float *d, __m256 v, int n)
+{
+    if (n == 8) {
+        _mm256_storeu_ps(d, v);
+    } else if (n == 6) {
+        _mm_storeu_ps(d, _mm256_castps256_ps128(v));
+        _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(v, 1));
+    } else {
+        float t[8];
+        _mm256_storeu_ps(t, v);
+        for (int i = 0; i < n; i++) d[i] = t[i];
+    }
+}
+
 FNN_AVX2 static void fnn_spack_avx2(float *restrict dst, const float *restrict src, ptrdiff_t ls,
                                     ptrdiff_t ks, int width, int kc, int W)
 {
@@ -155,17 +172,12 @@ FNN_AVX2 static void fnn_spack_avx2(float *restrict dst, const float *restrict s
         for (int g = 0; g < W; g += 8) {
             const int gl = W - g < 8 ? W - g : 8;              /* lanes of this group in the panel */
             const int gv = w - g < 0 ? 0 : (w - g < gl ? w - g : gl); /* of which valid */
-            const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(gl),
-                                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
             for (int p = 0; p < kc8; p += 8) {
                 __m256 r[8];
                 for (int q = 0; q < 8; q++)
                     r[q] = q < gv ? _mm256_loadu_ps(s + (g + q) * ls + p) : _mm256_setzero_ps();
                 fnn_transpose8_ps(r);
-                for (int q = 0; q < 8; q++) {
-                    if (gl == 8) _mm256_storeu_ps(dst + (p + q) * W + g, r[q]);
-                    else _mm256_maskstore_ps(dst + (p + q) * W + g, keep, r[q]);
-                }
+                for (int q = 0; q < 8; q++) fnn_store_lanes_ps(dst + (p + q) * W + g, r[q], gl);
             }
             for (int p = kc8; p < kc; p++)
                 for (int q = 0; q < gl; q++) dst[p * W + g + q] = q < gv ? s[(g + q) * ls + p] : 0.0f;
@@ -185,7 +197,7 @@ FNN_AVX2 static void fnn_dpack_avx2(double *restrict dst, const double *restrict
         if (width > 0) fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
         return;
     }
-    if (ks != 1 || ls == 1 || (W & 3) != 0) {
+    if (ks != 1 || ls == 1 || (W & 1) != 0) {
         fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
         return;
     }
@@ -194,16 +206,20 @@ FNN_AVX2 static void fnn_dpack_avx2(double *restrict dst, const double *restrict
         const double *s = src + r0 * ls;
         const int kc4 = kc & ~3;
         for (int g = 0; g < W; g += 4) {
-            const int gv = w - g < 0 ? 0 : (w - g < 4 ? w - g : 4);
+            const int gl = W - g < 4 ? W - g : 4;              /* 4, or 2 at the end of W = 6 */
+            const int gv = w - g < 0 ? 0 : (w - g < gl ? w - g : gl);
             for (int p = 0; p < kc4; p += 4) {
                 __m256d r[4];
                 for (int q = 0; q < 4; q++)
                     r[q] = q < gv ? _mm256_loadu_pd(s + (g + q) * ls + p) : _mm256_setzero_pd();
                 fnn_transpose4_pd(r);
-                for (int q = 0; q < 4; q++) _mm256_storeu_pd(dst + (p + q) * W + g, r[q]);
+                for (int q = 0; q < 4; q++) {
+                    if (gl == 4) _mm256_storeu_pd(dst + (p + q) * W + g, r[q]);
+                    else _mm_storeu_pd(dst + (p + q) * W + g, _mm256_castpd256_pd128(r[q]));
+                }
             }
             for (int p = kc4; p < kc; p++)
-                for (int q = 0; q < 4; q++) dst[p * W + g + q] = q < gv ? s[(g + q) * ls + p] : 0.0;
+                for (int q = 0; q < gl; q++) dst[p * W + g + q] = q < gv ? s[(g + q) * ls + p] : 0.0;
         }
     }
 }
@@ -219,9 +235,9 @@ FNN_AVX2 static void fnn_dpack_avx2(double *restrict dst, const double *restrict
 #define FNN_D_MR 6
 #define FNN_D_NR 8
 
-FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, const float *restrict b,
-                                      float *restrict c, ptrdiff_t rsc, ptrdiff_t csc, int mr,
-                                      int nr, int accumulate)
+FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, ptrdiff_t rsa,
+                                      ptrdiff_t csa, const float *restrict b, float *restrict c,
+                                      ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, int accumulate)
 {
     const int full = csc == 1 && mr == FNN_S_MR && nr == FNN_S_NR;
     float buf[FNN_S_MR * FNN_S_NR] __attribute__((aligned(32)));
@@ -246,15 +262,19 @@ FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, const flo
         c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
     }
 
-    for (int p = 0; p < kc; p++, a += FNN_S_MR, b += FNN_S_NR) {
+    /* Rows past mr re-read row 0: in bounds, and their results are never stored. */
+    const float *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;
+    const float *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa, *a5 = a + (mr > 5) * 5 * rsa;
+    for (int p = 0; p < kc; p++, b += FNN_S_NR) {
+        const ptrdiff_t o = p * csa;
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         __m256 ai;
-        ai = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
+        ai = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a2 + o); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a3 + o); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a4 + o); c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a5 + o); c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
     }
 
     _mm256_storeu_ps(t + 0 * rs, c00); _mm256_storeu_ps(t + 0 * rs + 8, c01);
@@ -268,9 +288,9 @@ FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, const flo
             for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = buf[i * FNN_S_NR + j];
 }
 
-FNN_AVX2 static void fnn_dkernel_avx2(int kc, const double *restrict a, const double *restrict b,
-                                      double *restrict c, ptrdiff_t rsc, ptrdiff_t csc, int mr,
-                                      int nr, int accumulate)
+FNN_AVX2 static void fnn_dkernel_avx2(int kc, const double *restrict a, ptrdiff_t rsa,
+                                      ptrdiff_t csa, const double *restrict b, double *restrict c,
+                                      ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, int accumulate)
 {
     const int full = csc == 1 && mr == FNN_D_MR && nr == FNN_D_NR;
     double buf[FNN_D_MR * FNN_D_NR] __attribute__((aligned(32)));
@@ -295,15 +315,19 @@ FNN_AVX2 static void fnn_dkernel_avx2(int kc, const double *restrict a, const do
         c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_pd();
     }
 
-    for (int p = 0; p < kc; p++, a += FNN_D_MR, b += FNN_D_NR) {
+    /* Rows past mr re-read row 0: in bounds, and their results are never stored. */
+    const double *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;
+    const double *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa, *a5 = a + (mr > 5) * 5 * rsa;
+    for (int p = 0; p < kc; p++, b += FNN_D_NR) {
+        const ptrdiff_t o = p * csa;
         const __m256d b0 = _mm256_load_pd(b), b1 = _mm256_load_pd(b + 4);
         __m256d ai;
-        ai = _mm256_broadcast_sd(a + 0); c00 = _mm256_fmadd_pd(ai, b0, c00); c01 = _mm256_fmadd_pd(ai, b1, c01);
-        ai = _mm256_broadcast_sd(a + 1); c10 = _mm256_fmadd_pd(ai, b0, c10); c11 = _mm256_fmadd_pd(ai, b1, c11);
-        ai = _mm256_broadcast_sd(a + 2); c20 = _mm256_fmadd_pd(ai, b0, c20); c21 = _mm256_fmadd_pd(ai, b1, c21);
-        ai = _mm256_broadcast_sd(a + 3); c30 = _mm256_fmadd_pd(ai, b0, c30); c31 = _mm256_fmadd_pd(ai, b1, c31);
-        ai = _mm256_broadcast_sd(a + 4); c40 = _mm256_fmadd_pd(ai, b0, c40); c41 = _mm256_fmadd_pd(ai, b1, c41);
-        ai = _mm256_broadcast_sd(a + 5); c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
+        ai = _mm256_broadcast_sd(a0 + o); c00 = _mm256_fmadd_pd(ai, b0, c00); c01 = _mm256_fmadd_pd(ai, b1, c01);
+        ai = _mm256_broadcast_sd(a1 + o); c10 = _mm256_fmadd_pd(ai, b0, c10); c11 = _mm256_fmadd_pd(ai, b1, c11);
+        ai = _mm256_broadcast_sd(a2 + o); c20 = _mm256_fmadd_pd(ai, b0, c20); c21 = _mm256_fmadd_pd(ai, b1, c21);
+        ai = _mm256_broadcast_sd(a3 + o); c30 = _mm256_fmadd_pd(ai, b0, c30); c31 = _mm256_fmadd_pd(ai, b1, c31);
+        ai = _mm256_broadcast_sd(a4 + o); c40 = _mm256_fmadd_pd(ai, b0, c40); c41 = _mm256_fmadd_pd(ai, b1, c41);
+        ai = _mm256_broadcast_sd(a5 + o); c50 = _mm256_fmadd_pd(ai, b0, c50); c51 = _mm256_fmadd_pd(ai, b1, c51);
     }
 
     _mm256_storeu_pd(t + 0 * rs, c00); _mm256_storeu_pd(t + 0 * rs + 4, c01);

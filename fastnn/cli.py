@@ -1,0 +1,292 @@
+"""The ``fastnn`` command: train, predict, search, gradcheck, bench.
+
+``fastnn train`` with no arguments trains on the built-in digits data: a stratified
+train/dev/test split, a Standardizer fitted on the training part, an MLP trained with Adam, the
+per-epoch train/dev metrics, the test accuracy, the course's bias/variance reading, and the model
+saved to ``fastnn-model.safetensors``.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["main"]
+
+_BUILTIN = ("digits", "flower", "moons", "circles", "spiral", "blobs", "synthetic_mnist")
+
+
+def load_data(spec, seed=0):
+    """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
+
+    CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
+    is not numeric).  NPZ: arrays ``X`` and ``y``.  No pickle is ever loaded."""
+    from . import datasets
+    if spec in _BUILTIN:
+        fn = getattr(datasets, spec)
+        return fn() if spec == "digits" else fn(seed=seed)
+    if not os.path.exists(spec):
+        raise ValueError(f"data must be one of {list(_BUILTIN)} or an existing .csv/.npy/.npz "
+                         f"file, got {spec!r}")
+    ext = os.path.splitext(spec)[1].lower()
+    if ext == ".npz":
+        with np.load(spec, allow_pickle=False) as f:
+            if "X" not in f or "y" not in f:
+                raise ValueError(f"{spec}: an .npz data file needs arrays 'X' and 'y', has "
+                                 f"{sorted(f.files)}")
+            return f["X"], f["y"]
+    if ext == ".npy":
+        table = np.load(spec, allow_pickle=False)
+    elif ext == ".csv":
+        with open(spec) as f:
+            first = f.readline()
+        try:
+            [float(v) for v in first.strip().split(",")]
+            skip = 0
+        except ValueError:
+            skip = 1
+        table = np.loadtxt(spec, delimiter=",", skiprows=skip, ndmin=2)
+    else:
+        raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError(f"{spec}: expected a 2-D table with features and a last target column, "
+                         f"got shape {table.shape}")
+    return table[:, :-1], table[:, -1]
+
+
+def _is_classification(y):
+    y = np.asarray(y)
+    return y.ndim == 1 and (y.dtype.kind in "iub" or
+                            (y.dtype.kind == "f" and np.all(y == np.round(y)) and
+                             len(np.unique(y)) <= max(2, int(0.05 * len(y)) + 1)))
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    return values
+
+
+# ---- train ----------------------------------------------------------------------------------
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train an MLP (default: the built-in digits data)")
+    p.add_argument("--data", default="digits",
+                   help=f"built-in dataset ({', '.join(_BUILTIN)}) or a .csv/.npy/.npz file")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
+    p.add_argument("--layers", type=_int_list, default=[128, 64],
+                   help="hidden layer sizes, comma-separated (default 128,64)")
+    p.add_argument("--activation", default="relu",
+                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "linear"))
+    p.add_argument("--init", default=None, choices=("zeros", "random", "xavier", "he"))
+    p.add_argument("--optimizer", default="adam", choices=("sgd", "momentum", "rmsprop", "adam",
+                                                            "adamw"))
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--beta", type=float, default=None, help="momentum beta / Adam beta1")
+    p.add_argument("--decay", type=float, default=0.0,
+                   help="inverse-time learning-rate decay rate (0: constant)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--keep-prob", type=float, default=1.0, help="dropout keep_prob of hidden layers")
+    p.add_argument("--batch-norm", action="store_true", help="batch norm on hidden layers")
+    p.add_argument("--dev-size", type=float, default=0.15)
+    p.add_argument("--test-size", type=float, default=0.15)
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output", "-o", default="fastnn-model.safetensors")
+    p.add_argument("--plot", default=None, help="write learning curves to this PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+
+def _train(args):
+    import fastnn as fn
+    if args.threads is not None:
+        fn.set_num_threads(args.threads)
+    X, y = load_data(args.data, seed=args.seed)
+    task = args.task
+    if task == "auto":
+        task = "classification" if _is_classification(y) else "regression"
+    classes = None
+    if task == "classification":
+        classes, y = np.unique(np.asarray(y), return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {len(classes)}")
+    Xtr, Xdev, Xte, ytr, ydev, yte = fn.data.train_dev_test_split(
+        X, y, args.dev_size, args.test_size, seed=args.seed, stratify=task == "classification")
+    std = fn.data.Standardizer().fit(Xtr)
+    hidden = [fn.Dense(u, args.activation, init=args.init, keep_prob=args.keep_prob,
+                       batch_norm=args.batch_norm) for u in args.layers]
+    out = fn.Dense(len(classes), "softmax") if task == "classification" else \
+        fn.Dense(1 if np.ndim(y) == 1 else np.shape(y)[1], "linear")
+    model = fn.MLP(Xtr.shape[1], hidden + [out], dtype=args.dtype, seed=args.seed)
+    model.standardizer = std
+    model.classes_ = classes
+    opt_config = {"name": args.optimizer, "lr": args.lr}
+    if args.beta is not None:
+        opt_config["beta" if args.optimizer == "momentum" else "beta1"] = args.beta
+    schedule = fn.schedules.InverseTimeDecay(args.decay) if args.decay > 0 else None
+    trainer = fn.Trainer(model, optimizer=fn.optim.get_optimizer(opt_config), schedule=schedule,
+                         l2=args.l2, batch_size=args.batch_size, seed=args.seed)
+    early = fn.EarlyStopping(args.patience) if args.patience is not None else None
+    print(f"fastnn {fn.__version__}: {args.data}: {len(Xtr)} train / {len(Xdev)} dev / "
+          f"{len(Xte)} test examples, {Xtr.shape[1]} features; {model}; "
+          f"{fn.get_num_threads()} thread(s)")
+    history = trainer.fit(Xtr, ytr, epochs=args.epochs, validation_data=(Xdev, ydev),
+                          early_stopping=early, progress=not args.no_progress)
+    model.training_config_ = trainer.get_config()
+    # Bias/variance from inference-mode errors on the train and dev sets.
+    train_loss, train_err = model.evaluate(Xtr, ytr)
+    dev_loss, dev_err = model.evaluate(Xdev, ydev)
+    test_loss, test_err = model.evaluate(Xte, yte)
+    if task == "classification":
+        print(f"train error {train_err:.4f}  dev error {dev_err:.4f}  "
+              f"test accuracy {1 - test_err:.4f}")
+        print(fn.diagnose(train_err, dev_err))
+    else:
+        print(f"train MSE {train_loss:.4f}  dev MSE {dev_loss:.4f}  test MSE {test_loss:.4f}")
+    model.save(args.output)
+    print(f"model saved to {args.output}")
+    if args.plot:
+        history.plot(args.plot)
+        print(f"learning curves written to {args.plot}")
+    return 0
+
+
+# ---- predict --------------------------------------------------------------------------------
+
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="predict with a saved model")
+    p.add_argument("model", help="a .safetensors model written by fastnn train / MLP.save")
+    p.add_argument("data", help="a .csv/.npy/.npz file of features (or a built-in dataset)")
+    p.add_argument("--has-target", action="store_true",
+                   help="the table's last column is the target: also report the error")
+    p.add_argument("--output", "-o", default=None, help="write predictions to this .csv")
+    p.set_defaults(func=_predict)
+
+
+def _predict(args):
+    import fastnn as fn
+    model = fn.load(args.model)
+    if args.data in _BUILTIN or args.has_target or args.data.endswith(".npz"):
+        X, y = load_data(args.data)
+    else:
+        ext = os.path.splitext(args.data)[1].lower()
+        X = np.load(args.data, allow_pickle=False) if ext == ".npy" else \
+            np.loadtxt(args.data, delimiter=",", ndmin=2)
+        y = None
+    pred = model.predict(X)
+    if y is not None and model.task == "multiclass":
+        print(f"accuracy {np.mean(pred == np.asarray(y)):.4f} on {len(pred)} examples")
+    if args.output:
+        np.savetxt(args.output, np.asarray(pred).reshape(len(pred), -1), delimiter=",", fmt="%s")
+        print(f"predictions written to {args.output}")
+    elif y is None:
+        for value in np.asarray(pred).reshape(len(pred), -1):
+            print(",".join(str(v) for v in value))
+    return 0
+
+
+# ---- gradcheck ------------------------------------------------------------------------------
+
+def _add_gradcheck(sub):
+    p = sub.add_parser("gradcheck", help="check backpropagation against central differences")
+    p.add_argument("--layers", type=_int_list, default=[16, 8])
+    p.add_argument("--activation", default="relu",
+                   choices=("relu", "leaky_relu", "tanh", "sigmoid", "linear"))
+    p.add_argument("--keep-prob", type=float, default=1.0)
+    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--l2", type=float, default=0.1)
+    p.add_argument("--rows", type=int, default=32, help="digits rows used")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_gradcheck)
+
+
+def _gradcheck(args):
+    import fastnn as fn
+    X, y = fn.datasets.digits()
+    X = fn.data.Standardizer().fit_transform(X)[:args.rows]
+    y = y[:args.rows]
+    hidden = [fn.Dense(u, args.activation, keep_prob=args.keep_prob, batch_norm=args.batch_norm)
+              for u in args.layers]
+    model = fn.MLP(X.shape[1], hidden + [fn.Dense(10, "softmax")], dtype="float64",
+                   seed=args.seed)
+    weights = model.get_weights()  # non-zero biases keep ReLUs off their kink at z = 0
+    rng = np.random.default_rng(args.seed)
+    for key in weights:
+        if key.endswith(".b") or key.endswith(".beta"):
+            weights[key] = rng.normal(0, 0.1, weights[key].shape)
+    model.set_weights(weights)
+    result = fn.gradcheck(model, X, y, l2=args.l2, seed=args.seed)
+    print(result)
+    for key, value in result.per_array.items():
+        print(f"  {key:>10}: {value:.3e}")
+    return 0 if result.passed else 1
+
+
+# ---- search and bench (their modules own the options) ---------------------------------------
+
+def _add_search(sub):
+    p = sub.add_parser("search", help="random hyperparameter search, coarse to fine, in parallel")
+
+    def run(args):
+        from . import search
+        return search.run_cli(args)
+    try:
+        from . import search
+        search.add_cli_arguments(p)
+    except ImportError:
+        pass
+    p.set_defaults(func=run)
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="head-to-head speed comparison (fastnn, PyTorch, sklearn)")
+
+    def run(args):
+        from . import bench
+        return bench.run(args)
+    try:
+        from . import bench
+        bench.add_arguments(p)
+    except ImportError:
+        pass
+    p.set_defaults(func=run)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastnn", description="Fast MLP training on CPUs.")
+    sub = parser.add_subparsers(dest="command")
+    _add_train(sub)
+    _add_predict(sub)
+    _add_search(sub)
+    _add_gradcheck(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as exc:
+        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
