@@ -6,15 +6,23 @@ use, capped by OpenMP's own limit, so ``threadpoolctl.threadpool_limits`` (which
 OpenMP runtime's limit) and ``OMP_NUM_THREADS`` limit fastnn too.  ``FASTNN_NUM_THREADS`` or
 :func:`set_num_threads` override it.  fastnn's training step makes no BLAS call, so fastnn's one
 OpenMP team never competes with a BLAS thread pool inside a step.
+
+``set_num_threads`` is process-wide.  Code that runs several trainings at once in Python threads
+(``fastnn.search`` runs trials in threads: the kernels release the GIL) gives each thread its own
+budget with the :func:`threads` context manager, a thread-local override that wins over everything
+else, so that workers x threads stays within the cores.
 """
+import contextlib
 import os
+import threading
 
 from . import _core
 from ._validation import check_scalar
 
-__all__ = ["get_num_threads", "set_num_threads"]
+__all__ = ["get_num_threads", "set_num_threads", "threads"]
 
 _explicit = None
+_local = threading.local()  # .n: the calling thread's override, set by threads()
 
 
 def _usable_cores():
@@ -27,11 +35,15 @@ def _usable_cores():
 def get_num_threads():
     """Number of threads the next kernel call will use.
 
-    ``set_num_threads`` wins, then the ``FASTNN_NUM_THREADS`` environment variable, then
-    ``min(usable cores, OpenMP's max threads)``.  Always 1 when built without OpenMP.
+    An enclosing ``with threads(n)`` in the calling thread wins, then ``set_num_threads``, then
+    the ``FASTNN_NUM_THREADS`` environment variable, then ``min(usable cores, OpenMP's max
+    threads)``.  Always 1 when built without OpenMP.
     """
     if not _core.has_openmp():
         return 1
+    local = getattr(_local, "n", None)
+    if local is not None:
+        return local
     if _explicit is not None:
         return _explicit
     env = os.environ.get("FASTNN_NUM_THREADS", "").strip()
@@ -50,3 +62,27 @@ def set_num_threads(n):
     """Use ``n`` threads in fastnn's kernels from now on (``None`` restores the default)."""
     global _explicit
     _explicit = None if n is None else check_scalar(n, "n", "int", low=1)
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Use ``n`` threads in the kernels that the *calling thread* runs inside the ``with`` block.
+
+    A thread-local override of :func:`get_num_threads` (``None`` leaves the budget unchanged), so
+    Python threads training models at the same time can each get ``cores // workers`` threads;
+    :func:`set_num_threads` would change the budget of every thread.  Blocks nest; the previous
+    value comes back on exit, also on an exception.
+
+    Examples
+    --------
+    >>> with fastnn.threads(1):          # doctest: +SKIP
+    ...     trainer.fit(X, y, epochs=5)  # one thread, whatever set_num_threads says
+    """
+    n = None if n is None else check_scalar(n, "n", "int", low=1)
+    previous = getattr(_local, "n", None)
+    if n is not None:
+        _local.n = n
+    try:
+        yield
+    finally:
+        _local.n = previous

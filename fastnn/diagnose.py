@@ -5,6 +5,8 @@
     avoidable_bias = train_error - base_error     (high bias: avoidable_bias > tol)
     variance       = dev_error - train_error      (high variance: variance > tol)
 
+(each up to floating-point rounding: a gap of exactly ``tol`` is not high).
+
 ``base_error`` is the best achievable (Bayes, or human-level) error; 0 when the task is easy for
 people.  High bias means the model underfits the training set; high variance means it overfits
 (fits the training set much better than the dev set).
@@ -29,6 +31,8 @@ VARIANCE_ADVICE = (
     "add regularization: L2 (l2=...), dropout (keep_prob < 1) or early stopping",
 )
 """What to try against high variance (overfitting)."""
+
+_ROUNDING = 1e-12
 
 _GOOD_FIT_ADVICE = (
     "train and dev errors are both within tolerance: check the error on the test set",
@@ -72,6 +76,9 @@ def diagnose(train_error, dev_error, base_error=0.0, tol=0.02):
         kind: "high bias" if avoidable_bias > tol, "high variance" if variance > tol,
               "high bias and high variance" if both, "good fit" if neither
 
+    A gap equal to ``tol`` up to floating-point rounding (1e-12) is not high: 8 % train and 10 %
+    dev error with ``tol=0.02`` is a good fit, although ``0.10 - 0.08 > 0.02`` in floating point.
+
     Parameters
     ----------
     train_error : float >= 0
@@ -100,8 +107,9 @@ def diagnose(train_error, dev_error, base_error=0.0, tol=0.02):
     tol = check_scalar(tol, "tol", "float", low=0.0, low_inclusive=False)
     avoidable_bias = train_error - base_error
     variance = dev_error - train_error
-    high_bias = avoidable_bias > tol
-    high_variance = variance > tol
+    # A gap counts when it exceeds tol by more than rounding: 0.10 - 0.08 is 0.020000000000000004.
+    high_bias = avoidable_bias - tol > _ROUNDING
+    high_variance = variance - tol > _ROUNDING
     if high_bias and high_variance:
         kind, advice = "high bias and high variance", BIAS_ADVICE + VARIANCE_ADVICE
     elif high_bias:

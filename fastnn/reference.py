@@ -324,7 +324,9 @@ def dense_backward(A_prev, W, A, dA, activation, mask=None, keep_prob=1.0, l2_sc
 # ---- mini-batch gather (gather.c) -------------------------------------------------------------
 
 def gather_rows(X, idx):
-    """Rows of ``X`` picked by ``idx``: ``out[r] = X[idx[r]]`` (``fnn_gather_rows``, ``fnn_igather``).
+    """Rows of ``X`` picked by ``idx``: ``out[r] = X[idx[r]]``.
+
+    (``fnn_gather_rows``; ``fnn_igather`` for 1-D labels.)
 
     Parameters
     ----------
@@ -577,7 +579,9 @@ def batchnorm_forward_train(Z, gamma, beta, running_mean, running_var, momentum=
 
 
 def batchnorm_forward_infer(Z, gamma, beta, running_mean, running_var, eps=BN_EPS):
-    """Batch norm at inference: ``Zt = gamma · (Z - running_mean) / sqrt(running_var + eps) + beta``.
+    """Batch norm at inference, with the running statistics.
+
+    ``Zt = gamma · (Z - running_mean) / sqrt(running_var + eps) + beta``
 
     Parameters
     ----------
@@ -636,7 +640,7 @@ def _check_network(params, layers, X, masks):
     if layers[-1].get("keep_prob", 1.0) != 1.0:
         raise ValueError("dropout is not allowed on the output layer, got keep_prob="
                          f"{layers[-1]['keep_prob']!r}")
-    for i, layer in enumerate(layers[:-1]):
+    for layer in layers[:-1]:
         _check_activation(layer["activation"], allow_softmax=False)
         _check_keep_prob(layer.get("keep_prob", 1.0))
     X = np.asarray(X)
@@ -767,6 +771,7 @@ def mlp_loss_and_grads(params, layers, X, y, l2=0.0, masks=None, training=False)
     cost += l2 / (2 * m) * sum(float(np.sum(params[f"{i}.W"] ** 2)) for i in range(len(layers)))
 
     grads = {}
+    dA = None                               # gradient w.r.t. the output of layer i, from i + 1
     for i in reversed(range(len(layers))):
         layer, cache = layers[i], caches[i]
         if i < len(layers) - 1:             # hidden layer: dZt from dA

@@ -48,15 +48,15 @@
 typedef struct {
     int mr, nr;
     void (*pack)(float *restrict, const float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
-    void (*kernel)(int, const float *restrict, const float *restrict, float *restrict,
-                   ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*kernel)(int, const float *restrict, ptrdiff_t, ptrdiff_t, const float *restrict,
+                   float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
 } fnn_sukr;
 
 typedef struct {
     int mr, nr;
     void (*pack)(double *restrict, const double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
-    void (*kernel)(int, const double *restrict, const double *restrict, double *restrict,
-                   ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*kernel)(int, const double *restrict, ptrdiff_t, ptrdiff_t, const double *restrict,
+                   double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
 } fnn_dukr;
 
 typedef struct {
@@ -124,6 +124,7 @@ static int balanced_block(int len, int max, int unit)
 
 typedef struct {
     int transposed;      /* compute C^T = B^T A^T (narrow n) */
+    int a_in_place;      /* one column panel: the kernel reads A unpacked */
     int kc, n_passes;    /* depth of a pass over k and their number (1 pass of 0 when k == 0) */
     int mc_max, nc_max;  /* largest row / column block, multiples of MR / NR */
     int tiles;           /* MR x NR micro-tiles of C: the most threads worth starting */
@@ -143,6 +144,7 @@ static fnn_gemm_plan gemm_plan(int m, int n, int k, int mr, int nr, int kc_max, 
     const double transposed = (double)((n + mr - 1) / mr) * ((m + nr - 1) / nr) * (tile_k + 2.0 * mr * nr);
     pl.transposed = n <= 2 * nr && n < m && 5.0 * transposed < 4.0 * direct;
     const int mm = pl.transposed ? n : m, nn = pl.transposed ? m : n;
+    pl.a_in_place = nn <= nr;
 
     pl.n_passes = k > 0 ? (k + kc_max - 1) / kc_max : 1;
     pl.kc = k > 0 ? (k + pl.n_passes - 1) / pl.n_passes : 0;

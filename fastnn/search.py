@@ -1,0 +1,1187 @@
+"""Random hyperparameter search, coarse to fine, with trials run in parallel (caviar strategy).
+
+Design: a *space* is a dict ``name -> Space`` (or a constant).  Every space samples on its own
+*sampling scale* (log10 for :class:`LogUniform`, log10(1 - beta) for :class:`OneMinusLogUniform`,
+the values themselves for :class:`Uniform`) and narrows to a box on that scale, so the coarse to
+fine zoom of round r+1 is the box around the best ``top_k`` trials of round r, on the scale the
+values were drawn on.  A trial is identified by ``(seed, round, index)``; its config and its
+seed are drawn from generators keyed by those numbers (and the hyperparameter's name), never from
+a shared stream, so they do not depend on the order in which trials finish, on the executor or on
+how often the search was restarted.  That is what makes the journal work: a resumed search
+re-samples the same configs, skips the trial ids the journal already holds and, since rounds
+narrow from the journalled metrics, continues exactly as if it had never stopped.
+
+Trials run where the caller says: in threads of this process by default (the compiled kernels
+release the GIL, so threads share the training data without copies), in worker processes
+(``backend="process"``: spawn or forkserver, never fork after OpenMP has started), or on any
+``concurrent.futures.Executor`` such as a Dask cluster's ``Client(address).get_executor()``.
+Workers x kernel threads stays within the cores: each trial runs under
+``fastnn._threads.threads(cores // workers)``, a thread-local override, because
+``set_num_threads`` is process-wide.  Results come back to the calling thread, which alone
+writes the journal (one JSON line per trial, flushed and fsynced; never a pickle).
+"""
+import collections
+import concurrent.futures as cf
+import contextlib
+import inspect
+import json
+import math
+import multiprocessing
+import numbers
+import os
+import time
+import warnings
+import zlib
+
+import numpy as np
+
+from ._threads import get_num_threads, threads
+from ._validation import NotFittedError, _describe, check_random_seed, check_scalar
+
+__all__ = ["Space", "LogUniform", "OneMinusLogUniform", "Uniform", "IntUniform", "Choice",
+           "RandomSearch", "MLPObjective", "default_space", "sample_config", "read_journal",
+           "load_data", "add_cli_arguments", "run_cli"]
+
+
+# ---- spaces ----------------------------------------------------------------------------------
+
+class Space:
+    """One hyperparameter's distribution.
+
+    Subclasses sample on a *sampling scale* ``t = to_scale(value)`` uniformly between
+    ``bounds``, map back with ``from_scale(t)``, and ``narrow(values)`` to the box (on that scale)
+    around some values.  ``log`` says whether plots use a log axis.
+    """
+
+    log = False
+
+    def sample(self, rng):
+        """One value drawn with ``rng`` (a ``numpy.random.Generator``)."""
+        raise NotImplementedError
+
+    def to_scale(self, value):
+        """``value`` on the sampling scale (a float)."""
+        raise NotImplementedError
+
+    def from_scale(self, t):
+        """The value whose sampling-scale position is ``t``."""
+        raise NotImplementedError
+
+    @property
+    def bounds(self):
+        """``(lo, hi)``: the space on its sampling scale."""
+        return tuple(sorted((self.to_scale(self.low), self.to_scale(self.high))))
+
+    def narrow(self, values, margin=0.1):
+        """The same kind of space over the box around ``values`` on the sampling scale.
+
+        The box ``[min t, max t]`` is widened by ``margin`` times the current width on each side
+        (so one value does not collapse the range) and clipped to the current space.
+        """
+        raise NotImplementedError
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash((type(self).__name__, json.dumps(self._key())))
+
+    def _key(self):
+        return (self.low, self.high)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.low!r}, {self.high!r})"
+
+
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {_describe(rng)}")
+    return rng
+
+
+def _box(ts, lo, hi, margin):
+    """[min ts, max ts] widened by margin * (hi - lo) each side, clipped to [lo, hi]."""
+    pad = margin * (hi - lo)
+    return max(lo, min(ts) - pad), min(hi, max(ts) + pad)
+
+
+def _narrow_values(space, values):
+    values = list(values)
+    if not values:
+        raise ValueError("narrow needs at least one value")
+    return values
+
+
+class _Continuous(Space):
+    """A real interval sampled uniformly on a monotone scale ``_fwd``."""
+
+    def __init__(self, low, high):
+        low = check_scalar(low, "low", "float")
+        high = check_scalar(high, "high", "float")
+        if low > high:
+            raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
+        self._check_domain(low, high)
+        self.low, self.high = low, high
+
+    def _check_domain(self, low, high):
+        pass
+
+    def to_scale(self, value):
+        return float(self._fwd(float(value)))
+
+    def from_scale(self, t):
+        return float(self._inv(float(t)))
+
+    def sample(self, rng):
+        lo, hi = self.bounds
+        value = self.from_scale(_check_rng(rng).uniform(lo, hi))
+        return min(max(value, self.low), self.high)  # rounding in _inv may step out by an ulp
+
+    def narrow(self, values, margin=0.1):
+        values = [float(v) for v in _narrow_values(self, values)]
+        lo, hi = self.bounds
+        a, b = _box([self.to_scale(v) for v in values], lo, hi, margin)
+        ends = sorted((self.from_scale(a), self.from_scale(b)))
+        # Keep every given value inside despite rounding, and stay inside the current space.
+        low = max(self.low, min(ends[0], min(values)))
+        high = min(self.high, max(ends[1], max(values)))
+        return type(self)(low, high)
+
+
+class Uniform(_Continuous):
+    """A real number uniform on ``[low, high]`` (linear scale: e.g. ``keep_prob``)."""
+
+    def _fwd(self, v):
+        return v
+
+    def _inv(self, t):
+        return t
+
+
+class LogUniform(_Continuous):
+    """A positive real whose exponent is uniform: ``10**U(log10 low, log10 high)``.
+
+    ``LogUniform(1e-4, 1e-1)`` draws the learning rate as the course does: ``a ~ U(-4, -1)``,
+    ``lr = 10**a``, so each decade gets the same share of trials.
+    """
+
+    log = True
+
+    def _check_domain(self, low, high):
+        if low <= 0:
+            raise ValueError(f"LogUniform needs 0 < low <= high, got low={low!r}")
+
+    def _fwd(self, v):
+        return math.log10(v)
+
+    def _inv(self, t):
+        return 10.0 ** t
+
+
+class OneMinusLogUniform(_Continuous):
+    """A beta in ``[low, high]`` with ``1 - beta`` log-uniform (for momentum, Adam's betas).
+
+    ``OneMinusLogUniform(0.9, 0.999)``: ``r ~ U(-3, -1)``, ``beta = 1 - 10**r``: beta from 0.9 to
+    0.99 is as likely as from 0.99 to 0.999, as it should be since beta averages over about
+    ``1 / (1 - beta)`` values.  The sampling scale is ``log10(1 - beta)``.
+    """
+
+    log = True
+
+    def _check_domain(self, low, high):
+        if not (0.0 <= low and high < 1.0):
+            raise ValueError(f"OneMinusLogUniform needs 0 <= low <= high < 1, got low={low!r}, "
+                             f"high={high!r}")
+
+    def _fwd(self, v):
+        return math.log10(1.0 - v)
+
+    def _inv(self, t):
+        return 1.0 - 10.0 ** t
+
+
+class IntUniform(Space):
+    """An integer uniform on ``{low, ..., high}`` (both included).
+
+    With ``log=True`` (``low >= 1``) it is drawn as ``floor(10**U(log10 low, log10(high+1)))``,
+    a log-uniform spread over the integers (e.g. hidden units 16 .. 512); the sampling scale is
+    then ``log10(value)``.
+    """
+
+    def __init__(self, low, high, log=False):
+        low = check_scalar(low, "low", "int")
+        high = check_scalar(high, "high", "int")
+        if low > high:
+            raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
+        if not isinstance(log, (bool, np.bool_)):
+            raise TypeError(f"log must be True or False, got {_describe(log)}")
+        if log and low < 1:
+            raise ValueError(f"IntUniform(log=True) needs low >= 1, got low={low!r}")
+        self.low, self.high, self.log = low, high, bool(log)
+
+    def _key(self):
+        return (self.low, self.high, self.log)
+
+    def __repr__(self):
+        extra = ", log=True" if self.log else ""
+        return f"IntUniform({self.low!r}, {self.high!r}{extra})"
+
+    def to_scale(self, value):
+        return math.log10(value) if self.log else float(value)
+
+    def from_scale(self, t):
+        return int(round(10.0 ** t if self.log else t))
+
+    def sample(self, rng):
+        rng = _check_rng(rng)
+        if not self.log:
+            return int(rng.integers(self.low, self.high + 1))
+        value = int(math.floor(10.0 ** rng.uniform(math.log10(self.low),
+                                                    math.log10(self.high + 1))))
+        return min(max(value, self.low), self.high)
+
+    def narrow(self, values, margin=0.1):
+        values = [int(v) for v in _narrow_values(self, values)]
+        lo, hi = self.bounds
+        a, b = _box([self.to_scale(v) for v in values], lo, hi, margin)
+        if self.log:
+            a, b = 10.0 ** a, 10.0 ** b
+        low = max(self.low, min(int(math.floor(a + 1e-9)), min(values)))
+        high = min(self.high, max(int(math.ceil(b - 1e-9)), max(values)))
+        return IntUniform(low, high, log=self.log)
+
+
+def _jsonable(value, name):
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be JSON-serialisable (numbers, strings, booleans, None, "
+                        f"lists, dicts) so the journal can record it, got {_describe(value)}") \
+            from None
+
+
+class Choice(Space):
+    """One of ``options``, each equally likely (optimizer, activation, batch size ...).
+
+    Options must be JSON-serialisable and distinct.  Narrowing keeps the options that occur
+    among the given values; the sampling scale is the option's index (for plots only).
+    """
+
+    def __init__(self, options):
+        if isinstance(options, (str, bytes, dict)) or not hasattr(options, "__iter__"):
+            raise TypeError(f"options must be a list of values, got {_describe(options)}")
+        options = [_jsonable(o, f"options[{i}]") for i, o in enumerate(options)]
+        if not options:
+            raise ValueError("options must not be empty")
+        keys = [json.dumps(o, sort_keys=True) for o in options]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"options must be distinct, got {options!r}")
+        self.options = options
+        self.low, self.high = 0, len(options) - 1
+
+    def _key(self):
+        return self.options
+
+    def __repr__(self):
+        return f"Choice({self.options!r})"
+
+    def index(self, value):
+        value = _jsonable(value, "value")
+        for i, o in enumerate(self.options):
+            if o == value and type(o) is type(value):
+                return i
+        raise ValueError(f"{value!r} is not one of the options {self.options!r}")
+
+    def to_scale(self, value):
+        return float(self.index(value))
+
+    def from_scale(self, t):
+        return self.options[min(max(int(round(t)), 0), len(self.options) - 1)]
+
+    @property
+    def bounds(self):
+        return (0.0, float(len(self.options) - 1))
+
+    def sample(self, rng):
+        return self.options[int(_check_rng(rng).integers(len(self.options)))]
+
+    def narrow(self, values, margin=0.1):
+        keep = {self.index(v) for v in _narrow_values(self, values)}
+        return Choice([o for i, o in enumerate(self.options) if i in keep])
+
+
+def _check_space(space):
+    if not isinstance(space, dict) or not space:
+        raise TypeError(f"space must be a non-empty dict name -> Space or constant, got "
+                        f"{_describe(space)}")
+    out = {}
+    for name, value in space.items():
+        if not isinstance(name, str):
+            raise TypeError(f"space keys must be strings, got {_describe(name)}")
+        out[name] = value if isinstance(value, Space) else _jsonable(value, f"space[{name!r}]")
+    return out
+
+
+def sample_config(space, seed, round_, index):
+    """The config of trial ``(seed, round_, index)``: each hyperparameter drawn from its own
+    generator keyed by (seed, round, index, crc32(name)), constants copied."""
+    config = {}
+    for name, sp in space.items():
+        if isinstance(sp, Space):
+            rng = np.random.default_rng([seed, round_, index, zlib.crc32(name.encode("utf-8"))])
+            config[name] = _jsonable(sp.sample(rng), name)
+        else:
+            config[name] = sp
+    return config
+
+
+def _trial_seed(seed, round_, index):
+    return int(np.random.SeedSequence([seed, round_, index, 0x5EED]).generate_state(1)[0]
+               & 0x7FFFFFFF)
+
+
+def _trial_id(seed, round_, index):
+    return f"s{seed}-r{round_}-t{index:04d}"
+
+
+# ---- running one trial (in a worker) ---------------------------------------------------------
+
+_WORKER_OBJECTIVE = None  # set once per worker process by _init_worker (backend="process")
+
+
+def _init_worker(objective):
+    global _WORKER_OBJECTIVE
+    _WORKER_OBJECTIVE = objective
+
+
+def _clean_metrics(out, metric):
+    if not isinstance(out, dict):
+        raise TypeError(f"the objective must return a dict of metrics, got {_describe(out)}")
+    metrics = {}
+    for key, value in out.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metric names must be strings, got {_describe(key)}")
+        if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, str):
+            metrics[key] = value if not isinstance(value, np.bool_) else bool(value)
+        elif isinstance(value, numbers.Real):
+            value = float(value)
+            metrics[key] = value if math.isfinite(value) else None
+        else:
+            raise TypeError(f"metric {key!r} must be a number or a string, got "
+                            f"{_describe(value)}")
+    if metric not in out:
+        raise KeyError(f"the objective's result has no {metric!r} (the dev metric); it "
+                       f"returned {sorted(out)}")
+    if metrics[metric] is None or isinstance(metrics[metric], (bool, str)):
+        raise ValueError(f"the dev metric {metric!r} must be a finite number, got "
+                         f"{out[metric]!r}")
+    return metrics
+
+
+def _run_trial(objective, spec, metric, n_threads):
+    """Run one trial; exceptions of the objective become a ``failed`` record."""
+    if objective is None:
+        objective = _WORKER_OBJECTIVE
+    record = dict(spec)
+    t0 = time.perf_counter()
+    try:
+        with threads(n_threads):
+            out = objective(dict(spec["config"]), spec["seed"])
+        record.update(status="ok", metrics=_clean_metrics(out, metric), error=None)
+    except Exception as exc:  # the search goes on; the reason is recorded
+        record.update(status="failed", metrics={}, error=_reason(exc))
+    record["time"] = time.perf_counter() - t0
+    return record
+
+
+def _reason(exc):
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def _failed(spec, reason):
+    return dict(spec, status="failed", metrics={}, error=reason, time=None)
+
+
+# ---- the journal -----------------------------------------------------------------------------
+
+_RECORD_KEYS = {"trial_id": str, "round": int, "index": int, "seed": int, "config": dict,
+                "metrics": dict, "status": str}
+
+
+def _valid_record(rec):
+    if not isinstance(rec, dict):
+        return False
+    for key, kind in _RECORD_KEYS.items():
+        if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
+            return False
+    return rec["status"] in ("ok", "failed")
+
+
+def read_journal(path):
+    """The trial records of a journal file, ``trial_id -> record``, first record of an id wins.
+
+    Lines that are not a JSON trial record (such as a last line truncated by a crash) are
+    skipped with a ``RuntimeWarning``.  JSON only: nothing is ever unpickled.
+    """
+    records = {}
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return records
+    bad = []
+    for lineno, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            bad.append(lineno)
+            continue
+        if not _valid_record(rec):
+            bad.append(lineno)
+            continue
+        records.setdefault(rec["trial_id"], rec)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+        warnings.warn(f"journal {os.fspath(path)!r}: skipped {len(bad)} corrupt line(s) "
+                      f"(line {shown})", RuntimeWarning, stacklevel=3)
+    return records
+
+
+class _Journal:
+    """Appends records as JSON lines, each flushed and fsynced; records each trial id once."""
+
+    def __init__(self, path, known):
+        self.known = set(known)
+        self.file = None
+        if path is not None:
+            self.file = open(path, "ab")
+            # A crash may have left a truncated last line: start on a fresh line.
+            if self.file.tell() > 0:
+                with open(path, "rb") as f:
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        self._write(b"\n")
+
+    def _write(self, data):
+        self.file.write(data)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def add(self, record):
+        """Record a finished trial; False (and nothing written) if its id is already there."""
+        if record["trial_id"] in self.known:
+            return False
+        self.known.add(record["trial_id"])
+        if self.file is not None:
+            line = json.dumps(record, allow_nan=False, separators=(",", ":"))
+            self._write(line.encode("utf-8") + b"\n")
+        return True
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+
+
+# ---- the search ------------------------------------------------------------------------------
+
+class _ExecutorBroken(RuntimeError):
+    pass
+
+
+class RandomSearch:
+    """Random search over a hyperparameter space, narrowing coarse to fine over ``rounds``.
+
+    Parameters
+    ----------
+    space : dict
+        ``name -> Space`` (sampled) or a constant (JSON-serialisable; passed to every trial).
+        Random sampling only, never a grid.
+    n_trials : int, default 20
+        Trials per round (``n_trials * rounds`` in all).
+    rounds : int, default 1
+        Round r+1 samples from the box (on each space's sampling scale, widened by ``margin``)
+        around the ``top_k`` best successful trials of round r.
+    top_k : int or None, default None
+        ``None``: ``min(n_trials, max(2, n_trials // 4))``.
+    n_jobs : int or None, default None
+        Local workers; ``None`` or ``-1``: as many as fastnn's thread budget
+        (:func:`fastnn.get_num_threads`, all usable cores by default).  Each trial runs its
+        kernels with ``threads_per_trial`` threads, by default ``max(1, cores // workers)``, so
+        workers x threads stays within the cores.  ``1`` runs trials one after the other in the
+        calling thread with all the cores.
+    executor : concurrent.futures.Executor or None, default None
+        Run trials there instead (e.g. ``distributed.Client(address).get_executor()``).  The
+        objective is pickled with each trial; a Dask worker's default thread count is its own
+        (the nanny sets ``OMP_NUM_THREADS=1``) unless ``threads_per_trial`` is given.
+    journal : str, os.PathLike or None, default None
+        A JSON-lines file: every finished trial (id, round, index, seed, config, metrics,
+        status, error, time) is appended, flushed and fsynced.  Searching again with the same
+        journal resumes: finished trials (failed ones too) are never run again.
+    seed : int, default 0
+        Trial ``(round, index)`` has id ``"s{seed}-r{round}-t{index:04d}"``; its config and its
+        own seed (passed to the objective) are drawn deterministically from these numbers.
+    objective : callable or None, default None
+        ``objective(config, seed) -> dict of metrics`` including ``metric``.  ``None``: the
+        built-in :class:`MLPObjective` on the data given to :meth:`fit`.
+    metric : str, default "val_error"
+        The dev metric to minimise.
+    base : dict or None
+        Fixed settings of the built-in objective (see :class:`MLPObjective`).
+    backend : {"thread", "process"}, default "thread"
+        Local workers are threads (data shared, no copies: the kernels release the GIL) or
+        processes (``mp_context`` "forkserver" where available, else "spawn"; never "fork",
+        which is unsafe once OpenMP has started).  A process that dies takes its trial with it:
+        the trials that were running are retried alone, and a trial that kills its worker when
+        alone is recorded as failed.
+    margin : float in [0, 1], default 0.1
+        Widening of each narrowed box, as a fraction of the current width per side.
+    threads_per_trial : int or None, default None
+    mp_context : {"forkserver", "spawn"} or None, default None
+
+    Attributes
+    ----------
+    results : list of dict
+        Every trial of the search (journalled ones included), best first: successful trials by
+        ``metrics[metric]``, then failed ones.  Keys: ``trial_id``, ``round``, ``index``,
+        ``seed``, ``config``, ``metrics``, ``status`` ("ok"/"failed"), ``error``, ``time``.
+    best : dict
+        ``results[0]`` (needs one successful trial).
+    spaces : list of dict
+        The space of each round.
+    n_run : int
+        Trials actually run by the last :meth:`fit` (not taken from the journal).
+    """
+
+    def __init__(self, space, n_trials=20, rounds=1, top_k=None, n_jobs=None, executor=None,
+                 journal=None, seed=0, objective=None, *, metric="val_error", base=None,
+                 backend="thread", margin=0.1, threads_per_trial=None, mp_context=None):
+        self.space = _check_space(space)
+        self.n_trials = check_scalar(n_trials, "n_trials", "int", low=1)
+        self.rounds = check_scalar(rounds, "rounds", "int", low=1)
+        if top_k is None:
+            top_k = min(self.n_trials, max(2, self.n_trials // 4))
+        self.top_k = check_scalar(top_k, "top_k", "int", low=1, high=self.n_trials)
+        if n_jobs is not None and n_jobs != -1:
+            n_jobs = check_scalar(n_jobs, "n_jobs", "int", low=1)
+        self.n_jobs = n_jobs
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, got "
+                            f"{_describe(executor)}")
+        self.executor = executor
+        if journal is not None and not isinstance(journal, (str, os.PathLike)):
+            raise TypeError(f"journal must be a path or None, got {_describe(journal)}")
+        self.journal = journal
+        self.seed = check_random_seed(seed) or 0
+        if objective is not None and not callable(objective):
+            raise TypeError(f"objective must be callable (config, seed) -> dict, got "
+                            f"{_describe(objective)}")
+        self.objective = objective
+        if not isinstance(metric, str):
+            raise TypeError(f"metric must be a string, got {_describe(metric)}")
+        self.metric = metric
+        if base is not None and not isinstance(base, dict):
+            raise TypeError(f"base must be a dict or None, got {_describe(base)}")
+        self.base = dict(base or {})
+        if backend not in ("thread", "process"):
+            raise ValueError(f"backend must be 'thread' or 'process', got {backend!r}")
+        if backend == "process" and executor is not None:
+            raise ValueError("backend='process' starts local worker processes; it cannot be "
+                             "combined with executor=")
+        self.backend = backend
+        self.margin = check_scalar(margin, "margin", "float", low=0.0, high=1.0)
+        if threads_per_trial is not None:
+            threads_per_trial = check_scalar(threads_per_trial, "threads_per_trial", "int", low=1)
+        self.threads_per_trial = threads_per_trial
+        if mp_context == "fork":
+            raise ValueError("mp_context='fork' is unsafe once OpenMP has started; use "
+                             "'forkserver' or 'spawn'")
+        if mp_context not in (None, "forkserver", "spawn"):
+            raise ValueError(f"mp_context must be 'forkserver', 'spawn' or None, got "
+                             f"{mp_context!r}")
+        self.mp_context = mp_context
+        self.results = None
+        self.best = None
+        self.spaces = None
+        self.n_run = 0
+
+    # ---- fit ---------------------------------------------------------------------------------
+
+    def fit(self, X=None, y=None, X_dev=None, y_dev=None):
+        """Run the search; returns ``self``.
+
+        With the built-in objective pass the training and dev sets; with ``objective=`` pass
+        nothing (the objective holds its own data).
+        """
+        given = [a is not None for a in (X, y, X_dev, y_dev)]
+        if self.objective is None:
+            if not all(given):
+                raise TypeError("fit(X, y, X_dev, y_dev) needs the training and dev sets for "
+                                "the built-in objective (or pass objective=)")
+            objective = MLPObjective(X, y, X_dev, y_dev, base=self.base)
+        else:
+            if any(given):
+                raise TypeError("fit takes no data when an objective is given: the objective "
+                                "holds its own data")
+            objective = self.objective
+
+        done = read_journal(self.journal) if self.journal is not None else {}
+        journal = _Journal(self.journal, done)
+        runner = _Runner(self, objective)
+        space = dict(self.space)
+        spaces, mine = [], []
+        self.n_run = 0
+        try:
+            for r in range(self.rounds):
+                spaces.append(space)
+                specs = [self._spec(space, r, i) for i in range(self.n_trials)]
+                for s in specs:
+                    old = done.get(s["trial_id"])
+                    if old is not None and old["config"] != s["config"]:
+                        raise ValueError(
+                            f"journal {os.fspath(self.journal)!r} holds trial {s['trial_id']} "
+                            f"with config {old['config']!r}, but this search samples "
+                            f"{s['config']!r}: it was written by a search with another space; "
+                            f"use another journal or seed")
+                todo = [s for s in specs if s["trial_id"] not in done]
+                for record in runner.run(todo):
+                    if journal.add(record):
+                        done[record["trial_id"]] = record
+                        self.n_run += 1
+                round_records = [done[s["trial_id"]] for s in specs]
+                mine.extend(round_records)
+                if r + 1 < self.rounds:
+                    space = self._narrow(space, round_records, r)
+        finally:
+            runner.close()
+            journal.close()
+        self.spaces = spaces
+        self.results = sorted(mine, key=self._rank_key)
+        self.best = self.results[0] if self.results[0]["status"] == "ok" else None
+        if self.best is None:
+            warnings.warn(f"all {len(mine)} trials failed; first error: {mine[0]['error']}",
+                          RuntimeWarning, stacklevel=2)
+        return self
+
+    def _spec(self, space, r, i):
+        return {"trial_id": _trial_id(self.seed, r, i), "round": r, "index": i,
+                "seed": _trial_seed(self.seed, r, i), "config": sample_config(space, self.seed, r, i)}
+
+    def _rank_key(self, rec):
+        if rec["status"] != "ok":
+            return (1, 0.0, rec["round"], rec["index"])
+        return (0, rec["metrics"][self.metric], rec["round"], rec["index"])
+
+    def _narrow(self, space, records, r):
+        ok = sorted((rec for rec in records if rec["status"] == "ok"), key=self._rank_key)
+        top = ok[:self.top_k]
+        if not top:
+            warnings.warn(f"round {r}: no successful trial, round {r + 1} keeps its space",
+                          RuntimeWarning, stacklevel=3)
+            return space
+        return {name: sp.narrow([rec["config"][name] for rec in top], self.margin)
+                if isinstance(sp, Space) else sp for name, sp in space.items()}
+
+    # ---- results -----------------------------------------------------------------------------
+
+    def _check_fitted(self):
+        if self.results is None:
+            raise NotFittedError("this RandomSearch has no results yet; call fit first")
+
+    def _searched(self):
+        return [name for name, sp in self.space.items() if isinstance(sp, Space)]
+
+    def _rows(self):
+        self._check_fitted()
+        rows = []
+        for rank, rec in enumerate(self.results, 1):
+            row = {"rank": rank, "trial_id": rec["trial_id"], "round": rec["round"],
+                   "status": rec["status"]}
+            row.update(rec["config"])
+            for key, value in rec["metrics"].items():
+                row[key if key not in row else f"metric_{key}"] = value
+            row["time"] = rec["time"]
+            row["error"] = rec["error"]
+            rows.append(row)
+        return rows
+
+    def to_table(self, max_rows=None):
+        """The results as a text table, best first (``max_rows`` limits the rows shown)."""
+        self._check_fitted()
+        cols = ["rank", "trial_id", "round", self.metric] + self._searched()
+        rows = []
+        for row in self._rows()[:max_rows]:
+            cells = []
+            for c in cols:
+                v = row.get(c)
+                if c == self.metric and row["status"] != "ok":
+                    v = "failed"
+                cells.append(_fmt(v))
+            rows.append(cells)
+        widths = [max(len(c), *(len(r[j]) for r in rows)) if rows else len(c)
+                  for j, c in enumerate(cols)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
+        failed = [r for r in self.results if r["status"] != "ok"]
+        if failed:
+            lines.append(f"{len(failed)} failed trial(s); first: {failed[0]['trial_id']}: "
+                         f"{failed[0]['error']}")
+        return "\n".join(lines)
+
+    def as_dataframe(self):
+        """The results as a ``pandas.DataFrame`` (one row per trial, best first)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError("as_dataframe needs pandas (pip install pandas); to_table() and "
+                              "results work without it") from exc
+        return pd.DataFrame(self._rows())
+
+    def plot(self, path=None):
+        """The dev metric against each searched hyperparameter, one panel each, coloured by
+        round; log axes for log-scale spaces (``1 - beta`` for :class:`OneMinusLogUniform`).
+        Saved to ``path`` when given.  Returns the matplotlib figure."""
+        self._check_fitted()
+        try:
+            import matplotlib
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # optional extra
+            raise ImportError("RandomSearch.plot needs matplotlib: pip install "
+                              "'fastnn[plot]'") from exc
+        names = self._searched()
+        ok = [r for r in self.results if r["status"] == "ok"]
+        ncols = min(3, max(1, len(names)))
+        nrows = max(1, -(-len(names) // ncols))
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            sp = self.space[name]
+            for r in range(self.rounds):
+                pts = [(rec["config"][name], rec["metrics"][self.metric]) for rec in ok
+                       if rec["round"] == r]
+                if not pts:
+                    continue
+                xs, ys = zip(*pts)
+                if isinstance(sp, Choice):
+                    xs = [sp.index(x) for x in xs]
+                elif isinstance(sp, OneMinusLogUniform):
+                    xs = [1.0 - x for x in xs]
+                ax.scatter(xs, ys, s=18, alpha=0.8, label=f"round {r}")
+            if isinstance(sp, Choice):
+                ax.set_xticks(range(len(sp.options)))
+                ax.set_xticklabels([str(o) for o in sp.options], rotation=30)
+            elif sp.log:
+                ax.set_xscale("log")
+            ax.set_xlabel(f"1 - {name}" if isinstance(sp, OneMinusLogUniform) else name)
+            ax.set_ylabel(self.metric)
+            if self.rounds > 1:
+                ax.legend(fontsize="small")
+        for ax in list(axes.flat)[len(names):]:
+            ax.set_visible(False)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
+    def __repr__(self):
+        return (f"RandomSearch({len(self.space)} hyperparameters, n_trials={self.n_trials}, "
+                f"rounds={self.rounds}, top_k={self.top_k})")
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class _Runner:
+    """Runs trial specs on the search's executor and yields their records as they finish.
+
+    Own pools are created lazily and kept across rounds.  A broken process pool (a worker
+    died) is replaced; the trials that were running are retried one at a time, and a trial
+    whose lone worker dies is recorded as failed.
+    """
+
+    def __init__(self, search, objective):
+        self.search = search
+        self.objective = objective
+        self.cores = get_num_threads()
+        n = search.n_jobs
+        self.workers = self.cores if n is None or n == -1 else n
+        self.workers = min(self.workers, search.n_trials)
+        if search.executor is None and self.workers > self.cores:
+            warnings.warn(f"n_jobs={n} workers exceed fastnn's {self.cores} cores: trials will "
+                          f"compete for them", RuntimeWarning, stacklevel=3)
+        if search.threads_per_trial is not None:
+            self.n_threads = search.threads_per_trial
+        elif search.executor is not None:
+            self.n_threads = None  # the worker's own default
+        else:
+            self.n_threads = max(1, self.cores // self.workers)
+        self.pool = None
+
+    def _serial(self):
+        return (self.search.executor is None and self.search.backend == "thread"
+                and self.workers == 1)
+
+    def _make_pool(self):
+        s = self.search
+        if s.backend == "thread":
+            return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="fastnn-search")
+        method = s.mp_context
+        if method is None:
+            method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                      else "spawn")
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                      initializer=_init_worker, initargs=(self.objective,))
+
+    def _submit(self, spec):
+        s = self.search
+        if s.executor is not None:
+            return s.executor.submit(_run_trial, self.objective, spec, s.metric, self.n_threads)
+        if self.pool is None:
+            self.pool = self._make_pool()
+        obj = None if s.backend == "process" else self.objective
+        return self.pool.submit(_run_trial, obj, spec, s.metric, self.n_threads)
+
+    def run(self, todo):
+        s = self.search
+        if self._serial():
+            for spec in todo:
+                yield _run_trial(self.objective, spec, s.metric, self.n_threads)
+            return
+        limit = self.workers if s.executor is None or s.n_jobs not in (None, -1) else len(todo)
+        queue, suspects = collections.deque(todo), collections.deque()
+        in_flight = {}
+        try:
+            while queue or suspects or in_flight:
+                if suspects:  # run each suspect alone to find the trial that kills workers
+                    if not in_flight:
+                        spec = suspects.popleft()
+                        in_flight[self._guarded_submit(spec)] = spec
+                else:
+                    while queue and len(in_flight) < max(1, limit):
+                        spec = queue.popleft()
+                        in_flight[self._guarded_submit(spec)] = spec
+                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                if any(_is_broken(f) for f in done):
+                    # Every trial that was running is lost with the pool; collect all of them.
+                    cf.wait(in_flight)
+                    done = set(in_flight)
+                broken = []
+                for fut in sorted(done, key=lambda f: in_flight[f]["index"]):
+                    spec = in_flight.pop(fut)
+                    if _is_broken(fut):
+                        broken.append((spec, fut.exception()))
+                        continue
+                    try:
+                        yield fut.result()
+                    except cf.CancelledError:
+                        yield _failed(spec, "cancelled by the executor")
+                    except Exception as exc:  # e.g. distributed.KilledWorker, pickling errors
+                        yield _failed(spec, _reason(exc))
+                if broken:
+                    yield from self._after_break(broken, suspects, queue)
+        finally:
+            for fut in in_flight:
+                fut.cancel()
+
+    def _guarded_submit(self, spec):
+        try:
+            return self._submit(spec)
+        except cf.BrokenExecutor as exc:  # the pool broke between two submissions
+            fut = cf.Future()
+            fut.set_exception(exc)
+            return fut
+
+    def _after_break(self, broken, suspects, queue):
+        if len(broken) == 1:  # it ran alone: it is the culprit
+            spec, exc = broken[0]
+            yield _failed(spec, f"worker died while running this trial ({_reason(exc)})")
+        else:
+            suspects.extend(spec for spec, _ in broken)
+        if self.search.executor is not None:
+            if suspects or queue:
+                raise RuntimeError(
+                    f"the executor broke ({_reason(broken[0][1])}); {len(suspects) + len(queue)} "
+                    f"trial(s) were not run. Finished trials are in the journal: run the search "
+                    f"again with a working executor to resume")
+            return
+        self.pool.shutdown(wait=True)
+        self.pool = None
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+def _is_broken(fut):
+    return (fut.done() and not fut.cancelled()
+            and isinstance(fut.exception(), cf.BrokenExecutor))
+
+
+# ---- the built-in objective ------------------------------------------------------------------
+
+_DEFAULTS = {
+    "optimizer": "adam", "lr": 1e-3, "beta": 0.9, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+    "weight_decay": 0.01, "n_layers": 1, "n_hidden": 64, "hidden": None, "activation": "relu",
+    "keep_prob": 1.0, "batch_norm": False, "init": None, "batch_size": 64, "l2": 0.0,
+    "epochs": 10, "lr_decay": 0.0, "decay_interval": 1, "schedule": None, "patience": None,
+}
+_INIT_ONLY = {"dtype": "float32", "standardize": True, "task": None}
+
+
+class MLPObjective:
+    """The built-in objective: build an MLP and a Trainer from a config, train, score on dev.
+
+    ``objective(config, seed)`` merges ``{**defaults, **base, **config}`` and returns the last
+    epoch's ``loss`` and ``error`` (training), ``val_loss`` and ``val_error`` (dev, inference
+    mode, after restoring the best weights when ``patience`` is set) and ``epochs`` run.
+
+    Config keys (defaults in brackets):
+
+    - ``optimizer`` ["adam"]: "sgd", "momentum", "rmsprop", "adam", "adamw"; with ``lr``
+      [1e-3], ``beta`` [0.9] (momentum), ``beta1`` [0.9], ``beta2`` [0.999], ``eps`` [1e-8],
+      ``weight_decay`` [0.01] (adamw).  Keys the chosen optimizer does not take are ignored, so
+      one space can search over optimizers.
+    - ``n_layers`` [1] hidden layers of ``n_hidden`` [64] units, or ``hidden``: a list of units;
+      ``activation`` ["relu"], ``keep_prob`` [1.0], ``batch_norm`` [False], ``init`` [None]
+      apply to every hidden layer.  The output is softmax over the classes (classification) or
+      linear (regression).
+    - ``batch_size`` [64], ``l2`` [0.0], ``epochs`` [10], ``patience`` [None: no early stopping].
+    - ``lr_decay`` [0.0]: the course's decay ``lr0 / (1 + lr_decay * floor(epoch /
+      decay_interval))`` with ``decay_interval`` [1]; or ``schedule``: a schedule config dict.
+
+    ``base`` may also hold ``dtype`` ["float32"], ``standardize`` [True] (a Standardizer fitted
+    on the training set, applied once to both sets) and ``task`` ["classification" for integer
+    or boolean ``y``, else "regression"]; the data are converted once and shared by all trials.
+    For regression use ``metric="val_loss"``.
+    """
+
+    def __init__(self, X, y, X_dev, y_dev, base=None):
+        from ._validation import validate_X
+        from .data import Standardizer
+
+        base = dict(base or {})
+        unknown = sorted(set(base) - set(_DEFAULTS) - set(_INIT_ONLY))
+        if unknown:
+            raise ValueError(f"base has unknown keys {unknown}; known: "
+                             f"{sorted(set(_DEFAULTS) | set(_INIT_ONLY))}")
+        settings = {**_INIT_ONLY, **{k: base.pop(k) for k in list(base) if k in _INIT_ONLY}}
+        if settings["dtype"] not in ("float32", "float64"):
+            raise ValueError(f"base['dtype'] must be 'float32' or 'float64', got "
+                             f"{settings['dtype']!r}")
+        self.base = base
+        self.dtype = settings["dtype"]
+        X = validate_X(X, "X", dtype=self.dtype)
+        X_dev = validate_X(X_dev, "X_dev", n_features=X.shape[1], dtype=self.dtype)
+        y, y_dev = np.asarray(y), np.asarray(y_dev)
+        for name, a, b in (("y", y, X), ("y_dev", y_dev, X_dev)):
+            if a.ndim not in (1, 2) or a.shape[0] != b.shape[0]:
+                raise ValueError(f"{name} must have one row per sample ({b.shape[0]}), got "
+                                 f"shape {a.shape}")
+        task = settings["task"]
+        if task is None:
+            task = "classification" if y.dtype.kind in "biu" else "regression"
+        if task not in ("classification", "regression"):
+            raise ValueError(f"base['task'] must be 'classification' or 'regression', got "
+                             f"{task!r}")
+        self.task = task
+        if task == "classification":
+            if y.ndim != 1 or y_dev.ndim != 1:
+                raise ValueError("classification needs 1-D labels y and y_dev")
+            self.classes = np.unique(y)
+            if self.classes.size < 2:
+                raise ValueError(f"y must hold at least 2 classes, got {self.classes.tolist()}")
+            unseen = np.setdiff1d(np.unique(y_dev), self.classes)
+            if unseen.size:
+                raise ValueError(f"y_dev holds labels not in y, such as {unseen[0]!r}")
+            y = np.searchsorted(self.classes, y).astype(np.int32)
+            y_dev = np.searchsorted(self.classes, y_dev).astype(np.int32)
+            self.n_outputs = int(self.classes.size)
+        else:
+            y = np.ascontiguousarray(y, dtype=self.dtype)
+            y_dev = np.ascontiguousarray(y_dev, dtype=self.dtype)
+            self.n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if settings["standardize"]:
+            sd = Standardizer().fit(X)
+            X = np.ascontiguousarray(sd.transform(X), dtype=self.dtype)
+            X_dev = np.ascontiguousarray(sd.transform(X_dev), dtype=self.dtype)
+        self.X, self.y, self.X_dev, self.y_dev = X, y, X_dev, y_dev
+
+    def settings(self, config):
+        """The full settings of a trial: defaults, then ``base``, then ``config``."""
+        unknown = sorted(set(config) - set(_DEFAULTS))
+        if unknown:
+            raise ValueError(f"config has unknown keys {unknown}; the built-in objective knows "
+                             f"{sorted(_DEFAULTS)}")
+        return {**_DEFAULTS, **self.base, **config}
+
+    def build(self, config, seed):
+        """``(model, trainer, settings)`` for a config, seeded with ``seed``."""
+        from .model import MLP, Dense
+        from .optim import _CLASSES
+        from .schedules import InverseTimeDecay
+        from .trainer import Trainer
+
+        c = self.settings(config)
+        name = c["optimizer"]
+        if name not in _CLASSES:
+            raise ValueError(f"optimizer must be one of {sorted(_CLASSES)}, got {name!r}")
+        accepted = inspect.signature(_CLASSES[name]).parameters
+        optimizer = _CLASSES[name](**{k: c[k] for k in accepted if k in c})
+        hidden = c["hidden"]
+        if hidden is None:
+            hidden = [c["n_hidden"]] * check_scalar(c["n_layers"], "n_layers", "int", low=0)
+        layers = [Dense(int(u), c["activation"], init=c["init"], keep_prob=c["keep_prob"],
+                        batch_norm=c["batch_norm"]) for u in hidden]
+        layers.append(Dense(self.n_outputs,
+                            "softmax" if self.task == "classification" else "linear"))
+        model = MLP(self.X.shape[1], layers, dtype=self.dtype, seed=seed)
+        schedule = c["schedule"]
+        if schedule is None and c["lr_decay"]:
+            schedule = InverseTimeDecay(c["lr_decay"], c["decay_interval"])
+        trainer = Trainer(model, optimizer=optimizer, schedule=schedule, l2=c["l2"],
+                          batch_size=c["batch_size"], seed=seed)
+        return model, trainer, c
+
+    def __call__(self, config, seed):
+        from .trainer import EarlyStopping
+
+        model, trainer, c = self.build(config, seed)
+        stop = None if c["patience"] is None else EarlyStopping(c["patience"])
+        h = trainer.fit(self.X, self.y, epochs=c["epochs"], validation_data=(self.X_dev,
+                        self.y_dev), early_stopping=stop, progress=False)
+        val_loss, val_error = model.evaluate(self.X_dev, self.y_dev)
+        return {"val_error": val_error, "val_loss": val_loss, "loss": h["loss"][-1],
+                "error": h["error"][-1], "epochs": len(h)}
+
+
+def default_space():
+    """The space ``fastnn search`` explores, following the course's priorities: the learning
+    rate first (log scale), then hidden units, momentum's beta (as 1 - beta, log scale) and the
+    mini-batch size, then layers and learning-rate decay."""
+    return {
+        "optimizer": "momentum",
+        "lr": LogUniform(1e-4, 1e-0),
+        "beta": OneMinusLogUniform(0.8, 0.999),
+        "n_hidden": IntUniform(16, 256, log=True),
+        "batch_size": Choice([32, 64, 128, 256]),
+        "n_layers": IntUniform(1, 3),
+        "lr_decay": Uniform(0.0, 0.5),
+        "l2": LogUniform(1e-4, 1.0),
+    }
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def add_cli_arguments(parser):
+    """Add the ``fastnn search`` options to an ``argparse`` parser."""
+    parser.add_argument("--data", metavar="PATH", default=None,
+                        help="an .npz file with arrays X and y, or a .csv file whose last column "
+                             "is the label (default: the built-in digits data)")
+    parser.add_argument("--dev-size", type=float, default=0.2, metavar="FRACTION",
+                        help="fraction of the data held out as dev set (default 0.2)")
+    parser.add_argument("--trials", type=int, default=20, metavar="N",
+                        help="trials per round (default 20)")
+    parser.add_argument("--rounds", type=int, default=2, metavar="R",
+                        help="coarse-to-fine rounds (default 2)")
+    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+                        help="best trials of a round that set the next round's box")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="local workers (default: one per core)")
+    parser.add_argument("--backend", choices=("thread", "process"), default="thread",
+                        help="local workers are threads (default) or processes")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="run trials on a Dask cluster, e.g. tcp://host:8786")
+    parser.add_argument("--journal", metavar="PATH", default=None,
+                        help="JSON-lines journal; running again with it resumes the search")
+    parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (default 10)")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="save the metric-versus-hyperparameter plot as PNG")
+    return parser
+
+
+def load_data(path):
+    """``(X, y)`` from an .npz file (arrays ``X`` and ``y``) or a numeric .csv file whose last
+    column is the label (a non-numeric first row is taken as a header)."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("X", "y") if k not in f.files]
+            if missing:
+                raise ValueError(f"{path}: the .npz file needs arrays X and y, it has {f.files}")
+            return f["X"], f["y"]
+    if ext == ".csv":
+        try:
+            data = np.loadtxt(path, delimiter=",", ndmin=2)
+        except ValueError:
+            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+        if data.shape[1] < 2:
+            raise ValueError(f"{path}: a CSV file needs feature columns and a label column")
+        X, y = data[:, :-1], data[:, -1]
+        if np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        return X, y
+    raise ValueError(f"--data must be an .npz or .csv file, got {path!r}")
+
+
+def run_cli(args):
+    """Run ``fastnn search`` from parsed arguments; prints the table and the best config.
+    Returns the exit status."""
+    import sys
+
+    from . import datasets
+    from .data import train_dev_test_split
+
+    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    client = None
+    try:
+        if get("data"):
+            X, y = load_data(get("data"))
+        else:
+            X, y = datasets.digits()
+        Xtr, Xd, _, ytr, yd, _ = train_dev_test_split(X, y, get("dev_size", 0.2), 0,
+                                                      seed=get("seed", 0) or 0)
+        executor = None
+        if get("scheduler"):
+            try:
+                from distributed import Client
+            except ImportError:
+                print("fastnn search: --scheduler needs Dask: pip install distributed",
+                      file=sys.stderr)
+                return 2
+            client = Client(get("scheduler"))
+            executor = client.get_executor()
+        n_trials = get("trials", 20)
+        search = RandomSearch(default_space(), n_trials, rounds=get("rounds", 2),
+                              top_k=get("top_k"), n_jobs=get("jobs"), executor=executor,
+                              journal=get("journal"), seed=get("seed", 0),
+                              base={"epochs": get("epochs", 10)},
+                              backend=get("backend", "thread") if executor is None else "thread")
+        search.fit(Xtr, ytr, Xd, yd)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"fastnn search: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    print(search.to_table())
+    if search.best is None:
+        print("no trial succeeded", file=sys.stderr)
+        return 1
+    best = search.best
+    print(f"\nbest: {best['trial_id']}  {search.metric} = {best['metrics'][search.metric]:.4g}")
+    print(json.dumps(best["config"], indent=2))
+    if get("plot"):
+        search.plot(get("plot"))
+        print(f"plot saved to {get('plot')}")
+    return 0
