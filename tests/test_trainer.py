@@ -1,0 +1,235 @@
+"""Training: the compiled step against the oracle, determinism, thread independence, control."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import reference as ref
+
+
+def layer_dicts(model):
+    return [dict(units=l.units, activation=l.activation, keep_prob=l.keep_prob,
+                 batch_norm=l.batch_norm) for l in model.layers]
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    X, y = fn.datasets.digits()
+    return fn.data.train_dev_test_split(X, y, 0.15, 0.15, seed=0, stratify=True)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "momentum", "rmsprop", "adam"])
+def test_training_steps_match_reference_loop(opt_name):
+    """Every step of fit (permutation, gather, dropout, forward, backward, L2, update) replayed
+    with the NumPy oracle in float64."""
+    rng = np.random.default_rng(3)
+    N, bs, l2 = 53, 16, 0.4
+    X = rng.standard_normal((N, 5))
+    y = rng.integers(0, 3, N)
+    model = fn.MLP(5, [fn.Dense(8, "tanh", keep_prob=0.75), fn.Dense(6, "relu"),
+                       fn.Dense(3, "softmax")], dtype="float64", seed=1)
+    params = model.get_weights()
+    config = {"name": opt_name, "lr": 0.05}
+    trainer = fn.Trainer(model, optimizer=config, l2=l2, batch_size=bs, seed=7)
+    trainer.fit(X, y, epochs=2, progress=False)
+
+    layers = layer_dicts(model)
+    hyper = {k: v for k, v in fn.optim.get_optimizer(config).get_config().items() if k != "name"}
+    if opt_name == "momentum":
+        hyper["beta1"] = hyper.pop("beta")
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    s = {k: np.zeros_like(p) for k, p in params.items()}
+    step = 0
+    for epoch in range(2):
+        order = np.random.default_rng((7, epoch)).permutation(N)
+        for start in range(0, N, bs):
+            idx = order[start:start + bs]
+            masks = ref.mlp_dropout_masks(layers, len(idx), 7, step)
+            # training objective over N examples: dW gets (l2/N) W, i.e. l2' / m with l2' = l2 m/N
+            _, grads = ref.mlp_loss_and_grads(params, layers, X[idx], y[idx],
+                                              l2=l2 * len(idx) / N, masks=masks, training=True)
+            step += 1
+            for key in params:
+                params[key], v[key], s[key] = ref.optim_step(opt_name, params[key], grads[key],
+                                                             v[key], s[key], step, **hyper)
+    got = model.get_weights()
+    for key, want in params.items():
+        np.testing.assert_allclose(got[key], want, rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_digits_accuracy(digits_split):
+    Xtr, Xd, Xte, ytr, yd, yte = digits_split
+    model = fn.MLP(64, [fn.Dense(128, "relu"), fn.Dense(64, "relu"), fn.Dense(10, "softmax")])
+    model.standardizer = fn.data.Standardizer().fit(Xtr)
+    history = fn.Trainer(model, batch_size=32).fit(Xtr, ytr, epochs=20,
+                                                   validation_data=(Xd, yd), progress=False)
+    assert (model.predict(Xte) == yte).mean() >= 0.96
+    assert history["loss"][-1] < history["loss"][0] / 5
+    assert len(history) == 20 and history["val_error"][-1] < 0.08
+    assert history.diagnose().kind in ("good fit", "high variance", "high bias",
+                                       "high bias and high variance")
+
+
+def _train_weights(threads, seed=0, keep=0.8):
+    X, y = fn.datasets.spiral(n=300, seed=1)
+    model = fn.MLP(2, [fn.Dense(32, "relu", keep_prob=keep), fn.Dense(16, "tanh"),
+                       fn.Dense(3, "softmax")], seed=seed)
+    fn.set_num_threads(threads)
+    try:
+        fn.Trainer(model, batch_size=37, seed=seed, l2=0.01).fit(X, y, epochs=3, progress=False)
+    finally:
+        fn.set_num_threads(None)
+    return model.get_weights()
+
+
+def test_same_seed_bit_identical():
+    a, b = _train_weights(2), _train_weights(2)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    c = _train_weights(2, seed=1)
+    assert not np.array_equal(a["0.W"], c["0.W"])
+
+
+def test_thread_count_does_not_change_training():
+    """Dropout masks (and, with kernels that never split a reduction by thread, everything
+    else) are independent of the number of threads."""
+    a, b = _train_weights(1), _train_weights(2)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_dropout_masks_same_under_env_thread_counts(tmp_path):
+    code = ("import numpy as np, fastnn as fn\n"
+            "m = np.zeros(100003, np.uint8)\n"
+            "fn._core.dropout_mask(5, 9, 2, 17, 0.7, m)\n"
+            "X, y = fn.datasets.moons(n=64, seed=0)\n"
+            "model = fn.MLP(2, [fn.Dense(40, 'relu', keep_prob=0.6), fn.Dense(2, 'softmax')])\n"
+            "c, g = model.loss_and_grads(X, y, training=True, seed=3)\n"
+            "print(fn.get_num_threads(), m.tobytes().hex()[:64], m.sum(), g['0.W'].tobytes().hex())\n")
+    outs = []
+    for n in ("1", "2"):
+        env = dict(os.environ, FASTNN_NUM_THREADS=n)
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        outs.append(res.stdout.split())
+    assert outs[0][0] == "1" and outs[1][0] == "2"
+    assert outs[0][1:] == outs[1][1:]
+
+
+def test_last_partial_batch_is_used():
+    X, y = fn.datasets.blobs(n=10, seed=0)
+    model = fn.MLP(2, [fn.Dense(3, "softmax")], dtype="float64")
+    trainer = fn.Trainer(model, optimizer=fn.optim.SGD(0.1), batch_size=4, shuffle=False)
+    trainer.fit(X, y, epochs=1, progress=False)
+    assert trainer.step == 3 and trainer.optimizer.state["step"] == 3
+    # the same three steps by hand: rows 0-3, 4-7, 8-9
+    manual = fn.MLP(2, [fn.Dense(3, "softmax")], dtype="float64")
+    w = manual.get_weights()
+    for rows in (slice(0, 4), slice(4, 8), slice(8, 10)):
+        _, g = ref.mlp_loss_and_grads(w, layer_dicts(manual), X[rows], y[rows])
+        w = {k: w[k] - 0.1 * g[k] for k in w}
+    for k in w:
+        np.testing.assert_allclose(model.get_weights()[k], w[k], rtol=1e-12)
+
+
+def test_fit_continues_and_lr_change_takes_effect():
+    X, y = fn.datasets.moons(n=200, seed=0)
+    model = fn.MLP(2, [fn.Dense(16, "relu"), fn.Dense(2, "softmax")])
+    trainer = fn.Trainer(model, optimizer=fn.optim.Adam(1e-2), batch_size=32)
+    trainer.fit(X, y, epochs=2, progress=False)
+    t = trainer.optimizer.state["step"]
+    trainer.optimizer.lr = 1e-3
+    h = trainer.fit(X, y, epochs=1, progress=False)
+    assert trainer.optimizer.state["step"] == t + 7
+    assert h["lr"] == [1e-2, 1e-2, 1e-3] and h["epoch"] == [0, 1, 2]
+
+
+def test_schedule_lr_in_history():
+    X, y = fn.datasets.moons(n=64, seed=0)
+    model = fn.MLP(2, [fn.Dense(2, "softmax")])
+    sched = fn.schedules.InverseTimeDecay(decay_rate=1.0)
+    h = fn.Trainer(model, optimizer=fn.optim.SGD(0.5), schedule=sched).fit(
+        X, y, epochs=3, progress=False)
+    np.testing.assert_allclose(h["lr"], [0.5, 0.25, 0.5 / 3])
+
+
+def test_divergence_raises_and_keeps_finite_weights():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4)) * 1e3
+    y = rng.standard_normal(64) * 1e3
+    model = fn.MLP(4, [fn.Dense(32, "relu"), fn.Dense(1, "linear")], dtype="float32")
+    trainer = fn.Trainer(model, optimizer=fn.optim.SGD(10.0), batch_size=8)
+    with pytest.raises(fn.DivergedError, match="epoch") as info:
+        trainer.fit(X, y, epochs=50, progress=False)
+    assert math.isfinite(info.value.last_finite_loss)
+    for value in model.get_weights().values():
+        assert np.all(np.isfinite(value))
+
+
+def test_early_stopping_restores_best():
+    X, y = fn.datasets.moons(n=200, seed=1, noise=0.3)
+    Xtr, Xd, _, ytr, yd, _ = fn.data.train_dev_test_split(X, y, 0.3, 0.01, seed=0)
+    model = fn.MLP(2, [fn.Dense(64, "relu"), fn.Dense(64, "relu"), fn.Dense(2, "softmax")])
+    es = fn.EarlyStopping(patience=2)
+    h = fn.Trainer(model, optimizer=fn.optim.Adam(0.05), batch_size=8).fit(
+        Xtr, ytr, epochs=200, validation_data=(Xd, yd), early_stopping=es, progress=False)
+    assert len(h) < 200
+    best = int(np.argmin(h["val_loss"]))
+    assert es.best_epoch == best
+    assert model.evaluate(Xd, yd)[0] == pytest.approx(h["val_loss"][best], rel=1e-6)
+
+
+def test_callbacks_can_stop_training():
+    X, y = fn.datasets.moons(n=64, seed=0)
+    model = fn.MLP(2, [fn.Dense(2, "softmax")])
+    seen = []
+
+    def cb(trainer, epoch, logs):
+        seen.append((epoch, logs["loss"]))
+        if epoch == 1:
+            trainer.stop_training = True
+
+    fn.Trainer(model).fit(X, y, epochs=10, callbacks=[cb], progress=False)
+    assert [e for e, _ in seen] == [0, 1]
+
+
+def test_keyboard_interrupt_stops_at_step_boundary():
+    X, y = fn.datasets.moons(n=256, seed=0)
+    model = fn.MLP(2, [fn.Dense(8, "relu"), fn.Dense(2, "softmax")], dtype="float64")
+
+    def interrupt(trainer, epoch, logs):
+        raise KeyboardInterrupt
+
+    trainer = fn.Trainer(model, optimizer=fn.optim.SGD(0.1), batch_size=32, shuffle=False)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(X, y, epochs=5, callbacks=[interrupt], progress=False)
+    assert trainer.step == 8 and trainer.optimizer.state["step"] == 8
+    # the model is the one of the last completed step: continuing equals never stopping
+    trainer.fit(X, y, epochs=1, progress=False)
+    straight = fn.MLP(2, [fn.Dense(8, "relu"), fn.Dense(2, "softmax")], dtype="float64")
+    fn.Trainer(straight, optimizer=fn.optim.SGD(0.1), batch_size=32, shuffle=False).fit(
+        X, y, epochs=2, progress=False)
+    for k, v in straight.get_weights().items():
+        np.testing.assert_array_equal(model.get_weights()[k], v)
+
+
+def test_progress_bar_and_epoch_lines(capsys):
+    X, y = fn.datasets.moons(n=64, seed=0)
+    model = fn.MLP(2, [fn.Dense(2, "softmax")])
+    fn.Trainer(model).fit(X, y, epochs=2, validation_data=(X, y), progress=True)
+    out = capsys.readouterr().out
+    assert "epoch   0" in out and "val_error" in out
+
+
+def test_regression_learns_smooth_function():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (512, 1))
+    y = np.sin(X[:, 0])
+    model = fn.MLP(1, [fn.Dense(32, "tanh"), fn.Dense(1, "linear")], dtype="float64")
+    fn.Trainer(model, optimizer=fn.optim.Adam(0.01), batch_size=32).fit(
+        X, y, epochs=60, progress=False)
+    assert np.mean((model.predict(X) - y) ** 2) < 0.01
