@@ -15,10 +15,11 @@
  * Epilogue blocks: one mb x nb block (mb <= mc, nb <= nc) per row block of each thread's column
  * block, called right after the last pass over k stored it.  Blocks need not span whole rows.
  *
- * Narrow outputs: when n is small and m is not (the 10-class output layer), padding n to NR
- * wastes most of the work, so the call computes C^T = B^T A^T instead (m becomes the wide
- * dimension, C is written through the kernel's strided-tile path).  A multiplication commutes
- * exactly in floating point, so this gives the same bits as the direct order.
+ * Narrow outputs (n <= NR, e.g. the 10-class output layer): C has one column panel, so every A
+ * element is used once and packing A would be pure overhead; the kernel reads A in place through
+ * its strides, and threads split the rows.  When the padding of n to NR would waste much more than
+ * a strided store of C costs (narrow n, long k: gemm_plan's cost model), the call computes
+ * C^T = B^T A^T instead.  Multiplication commutes exactly, so both orders give the same bits.
  *
  * Threads: a thread owns a rectangle of C's micro-tiles (column panels first, rows when n is
  * narrow), packs into its own slice of ws, and runs the whole k range; every element is one

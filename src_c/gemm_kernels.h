@@ -2,10 +2,12 @@
  *
  * Micro-kernel contract (every kernel here, both dtypes):
  *
- *   C(i,j) = [C(i,j) +] sum_{p < kc} Ap[p*MR + i] * Bp[p*NR + j]      0 <= i < mr, 0 <= j < nr
+ *   C(i,j) = [C(i,j) +] sum_{p < kc} a[i*rsa + p*csa] * Bp[p*NR + j]    0 <= i < mr, 0 <= j < nr
  *
  *   kc          depth of this pass, >= 0 (kc == 0 stores zeros, or leaves C as is if accumulate)
- *   Ap          packed A micro-panel: kc columns of MR values, lanes >= mr zero-filled
+ *   a, rsa, csa the A micro-panel: packed (rsa = 1, csa = MR) or A itself in place (used when C
+ *               has a single column panel, so each A element is read once); rows >= mr are
+ *               never read
  *   Bp          packed B micro-panel: kc rows of NR values, lanes >= nr zero-filled; 32-byte aligned
  *   C           element (i,j) is C[i*rsc + j*csc]; csc == 1 is the fast path (row-major tile),
  *               anything else (the transposed problem of gemm.c) goes through a register tile
