@@ -462,3 +462,11 @@ class MLP:
         state = self.__dict__.copy()
         state["_nets"] = {}
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # Buffers loaded read-only (e.g. joblib's mmap_mode="r") are copied: kernels write them.
+        for name in ("_params", "_grads", "_buffers"):
+            arr = getattr(self, name)
+            if not (arr.flags.writeable and arr.flags.c_contiguous):
+                setattr(self, name, np.array(arr, order="C", copy=True))

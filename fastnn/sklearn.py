@@ -87,7 +87,8 @@ class _Monitor:
     """
 
     def __init__(self, est, loss_scale, n_train, validation):
-        self.est, self.loss_scale, self.n_train, self.validation = est, loss_scale, n_train, validation
+        self.est, self.loss_scale = est, loss_scale
+        self.n_train, self.validation = n_train, validation
         self.no_improvement = 0
         self.best_weights = None
         self.stopped = False
@@ -161,14 +162,6 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        model = self.__dict__.get("model_")
-        # joblib can unpickle the weights as read-only memory maps (mmap_mode="r"); the
-        # compiled network writes into its buffers, so take a private writable copy.
-        if model is not None and not model._params.flags.writeable:
-            self.model_ = model.copy()
 
     # ---- parameters --------------------------------------------------------------------------
 
@@ -255,8 +248,8 @@ class _BaseMLP(BaseEstimator):
 
         if continuing:
             model = self.model_
-            model.classes_ = None   # trained on indices; labels are mapped here, not in model_
             self._check_architecture(model, sizes, n_outputs, out_activation)
+            model.classes_ = None   # trained on indices; labels are mapped here, not in model_
         else:
             act = ACTIVATIONS[self.activation]
             layers = [Dense(units, act, keep_prob=self.keep_prob, batch_norm=self.batch_norm)
@@ -296,7 +289,8 @@ class _BaseMLP(BaseEstimator):
         finally:
             if monitor.best_weights is not None:
                 model.set_weights(monitor.best_weights)
-            model.classes_ = getattr(self, "classes_", None)
+            if isinstance(self, ClassifierMixin) and not self._multilabel:
+                model.classes_ = self.classes_
             self._set_weight_attributes()
         self.loss_ = self.loss_curve_[-1]
         if not monitor.stopped:
