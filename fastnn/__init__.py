@@ -5,8 +5,8 @@ Fused C/OpenMP kernels (src_c/), a typed Cython layer (fastnn/_core.pyx) and a s
 schedules of ``fastnn.schedules``, data tools, gradient checking, bias/variance diagnosis and
 hyperparameter search.
 """
-from . import data, datasets, optim, reference, schedules
-from ._threads import get_num_threads, set_num_threads
+from . import data, datasets, optim, reference, schedules, search
+from ._threads import get_num_threads, set_num_threads, threads
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
 from .gradcheck import GradcheckResult, gradcheck
@@ -18,4 +18,4 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "Dense", "Trainer", "History", "EarlyStopping", "DivergedError", "optim",
            "schedules", "data", "datasets", "reference", "diagnose", "Diagnosis", "ewa", "EWA",
-           "gradcheck", "GradcheckResult", "load", "FormatError", "get_num_threads", "set_num_threads", "__version__"]
+           "gradcheck", "GradcheckResult", "load", "FormatError", "get_num_threads", "set_num_threads", "threads", "search", "__version__"]

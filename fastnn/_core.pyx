@@ -67,38 +67,14 @@ cdef extern from "fastnn.h" nogil:
     void fnn_doptim_step(const fnn_optim_params *op, Py_ssize_t count, double *p, const double *g,
                          double *v, double *s, int n_threads)
 
-    ctypedef struct fnn_slayer:
+    ctypedef struct fnn_layer_spec:
         int n_in, n_out
         fnn_act act
         double keep_prob
         int batch_norm
         double bn_momentum
-        float *W
-        float *b
-        float *gamma
-        float *beta
-        float *dW
-        float *db
-        float *dgamma
-        float *dbeta
-        float *running_mean
-        float *running_var
-    ctypedef struct fnn_dlayer:
-        int n_in, n_out
-        fnn_act act
-        double keep_prob
-        int batch_norm
-        double bn_momentum
-        double *W
-        double *b
-        double *gamma
-        double *beta
-        double *dW
-        double *db
-        double *dgamma
-        double *dbeta
-        double *running_mean
-        double *running_var
+        Py_ssize_t W, b, gamma, beta
+        Py_ssize_t running_mean, running_var
     ctypedef struct fnn_pass_result:
         double loss
         double sum_w2
@@ -107,8 +83,10 @@ cdef extern from "fastnn.h" nogil:
         pass
     ctypedef struct fnn_dnet:
         pass
-    fnn_snet *fnn_snet_create(int n_layers, const fnn_slayer *layers, fnn_loss loss, int max_rows, int max_threads)
-    fnn_dnet *fnn_dnet_create(int n_layers, const fnn_dlayer *layers, fnn_loss loss, int max_rows, int max_threads)
+    fnn_snet *fnn_snet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
+                              float *params, float *grads, float *buffers, int max_rows, int max_threads)
+    fnn_dnet *fnn_dnet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
+                              double *params, double *grads, double *buffers, int max_rows, int max_threads)
     void fnn_snet_free(fnn_snet *net)
     void fnn_dnet_free(fnn_dnet *net)
     void fnn_snet_forward(fnn_snet *net, int m, const float *X, Py_ssize_t ldx, int training,
@@ -316,9 +294,9 @@ cdef class Net:
         self.n_in = layers[0][0]
         self.n_out = layers[len(layers) - 1][1]
         if self._double:
-            self._net = _make_dnet(layers, loss, params, grads, buffers, max_rows, max_threads)
+            self._net = _make_net[double](layers, loss, params, grads, buffers, max_rows, max_threads)
         else:
-            self._net = _make_snet(layers, loss, params, grads, buffers, max_rows, max_threads)
+            self._net = _make_net[float](layers, loss, params, grads, buffers, max_rows, max_threads)
         if self._net == NULL:
             raise MemoryError("fastnn: cannot allocate the training workspace")
 
@@ -405,69 +383,25 @@ cdef class Net:
         return res.loss, res.sum_w2, res.n_errors
 
 
-cdef void *_make_snet(layers, int loss, float[::1] params, float[::1] grads, float[::1] buffers,
-                      int max_rows, int max_threads):
+cdef void *_make_net(layers, int loss, floating[::1] params, floating[::1] grads,
+                     floating[::1] buffers, int max_rows, int max_threads):
     cdef int L = len(layers)
-    cdef fnn_slayer *tab = <fnn_slayer *>malloc(sizeof(fnn_slayer) * L)
+    cdef fnn_layer_spec *tab = <fnn_layer_spec *>malloc(sizeof(fnn_layer_spec) * L)
     cdef void *net
-    cdef float *P = &params[0]
-    cdef float *G = &grads[0]
-    cdef float *B = &buffers[0] if buffers.shape[0] > 0 else NULL
+    cdef floating *pb = &buffers[0] if buffers.shape[0] > 0 else NULL
     if tab == NULL:
         return NULL
     for l in range(L):
-        n_in, n_out, act, kp, bn, mom, oW, ob, og, obt, orm, orv = layers[l]
-        tab[l].n_in = n_in
-        tab[l].n_out = n_out
+        (tab[l].n_in, tab[l].n_out, act, tab[l].keep_prob, tab[l].batch_norm,
+         tab[l].bn_momentum, tab[l].W, tab[l].b, tab[l].gamma, tab[l].beta,
+         tab[l].running_mean, tab[l].running_var) = layers[l]
         tab[l].act = <fnn_act>act
-        tab[l].keep_prob = kp
-        tab[l].batch_norm = bn
-        tab[l].bn_momentum = mom
-        tab[l].W = P + <Py_ssize_t>oW
-        tab[l].dW = G + <Py_ssize_t>oW
-        tab[l].b = P + <Py_ssize_t>ob if ob >= 0 else NULL
-        tab[l].db = G + <Py_ssize_t>ob if ob >= 0 else NULL
-        tab[l].gamma = P + <Py_ssize_t>og if og >= 0 else NULL
-        tab[l].dgamma = G + <Py_ssize_t>og if og >= 0 else NULL
-        tab[l].beta = P + <Py_ssize_t>obt if obt >= 0 else NULL
-        tab[l].dbeta = G + <Py_ssize_t>obt if obt >= 0 else NULL
-        tab[l].running_mean = B + <Py_ssize_t>orm if orm >= 0 else NULL
-        tab[l].running_var = B + <Py_ssize_t>orv if orv >= 0 else NULL
     with nogil:
-        net = fnn_snet_create(L, tab, <fnn_loss>loss, max_rows, max_threads)
-    free(tab)
-    return net
-
-
-cdef void *_make_dnet(layers, int loss, double[::1] params, double[::1] grads, double[::1] buffers,
-                      int max_rows, int max_threads):
-    cdef int L = len(layers)
-    cdef fnn_dlayer *tab = <fnn_dlayer *>malloc(sizeof(fnn_dlayer) * L)
-    cdef void *net
-    cdef double *P = &params[0]
-    cdef double *G = &grads[0]
-    cdef double *B = &buffers[0] if buffers.shape[0] > 0 else NULL
-    if tab == NULL:
-        return NULL
-    for l in range(L):
-        n_in, n_out, act, kp, bn, mom, oW, ob, og, obt, orm, orv = layers[l]
-        tab[l].n_in = n_in
-        tab[l].n_out = n_out
-        tab[l].act = <fnn_act>act
-        tab[l].keep_prob = kp
-        tab[l].batch_norm = bn
-        tab[l].bn_momentum = mom
-        tab[l].W = P + <Py_ssize_t>oW
-        tab[l].dW = G + <Py_ssize_t>oW
-        tab[l].b = P + <Py_ssize_t>ob if ob >= 0 else NULL
-        tab[l].db = G + <Py_ssize_t>ob if ob >= 0 else NULL
-        tab[l].gamma = P + <Py_ssize_t>og if og >= 0 else NULL
-        tab[l].dgamma = G + <Py_ssize_t>og if og >= 0 else NULL
-        tab[l].beta = P + <Py_ssize_t>obt if obt >= 0 else NULL
-        tab[l].dbeta = G + <Py_ssize_t>obt if obt >= 0 else NULL
-        tab[l].running_mean = B + <Py_ssize_t>orm if orm >= 0 else NULL
-        tab[l].running_var = B + <Py_ssize_t>orv if orv >= 0 else NULL
-    with nogil:
-        net = fnn_dnet_create(L, tab, <fnn_loss>loss, max_rows, max_threads)
+        if floating is float:
+            net = fnn_snet_create(L, tab, <fnn_loss>loss, &params[0], &grads[0], pb, max_rows,
+                                  max_threads)
+        else:
+            net = fnn_dnet_create(L, tab, <fnn_loss>loss, &params[0], &grads[0], pb, max_rows,
+                                  max_threads)
     free(tab)
     return net

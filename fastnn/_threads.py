@@ -75,7 +75,7 @@ def threads(n):
 
     Examples
     --------
-    >>> with fastnn.threads(1):          # doctest: +SKIP
+    >>> with threads(1):                 # doctest: +SKIP
     ...     trainer.fit(X, y, epochs=5)  # one thread, whatever set_num_threads says
     """
     n = None if n is None else check_scalar(n, "n", "int", low=1)

@@ -103,6 +103,7 @@ def save_checkpoint(trainer, path):
     meta["training"] = json.dumps(config)
     meta["state"] = json.dumps({"epoch": trainer.epoch, "step": trainer.step,
                                 "optimizer_step": opt.state["step"],
+                                "loss_ewa": trainer._smooth.to_dict(),
                                 "history": trainer.history.history})
     _atomic_write(path, _serialize(tensors, meta))
 
@@ -270,9 +271,15 @@ def load_checkpoint(path):
                     if arr.shape != model._param_layout[key][1] or arr.dtype != model.dtype:
                         raise FormatError(f"{path}: optimizer state {name!r} has the wrong "
                                           f"shape or dtype")
+                    if not np.all(np.isfinite(arr)):
+                        raise FormatError(f"{path}: optimizer state {name!r} holds NaN or "
+                                          f"infinite values")
                     opt.state[which][key] = arr
         opt.state["step"] = int(state["optimizer_step"])
         trainer.epoch, trainer.step = int(state["epoch"]), int(state["step"])
+        if state.get("loss_ewa") is not None:  # absent in older checkpoints: starts afresh
+            from .ewa import EWA
+            trainer._smooth = EWA.from_dict(state["loss_ewa"])
         for k, values in state["history"].items():
             if k in trainer.history.history:
                 trainer.history.history[k] = [float("nan") if v is None else v for v in values]

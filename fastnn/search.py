@@ -22,13 +22,13 @@ writes the journal (one JSON line per trial, flushed and fsynced; never a pickle
 """
 import collections
 import concurrent.futures as cf
-import contextlib
 import inspect
 import json
 import math
 import multiprocessing
 import numbers
 import os
+import pickle
 import time
 import warnings
 import zlib
@@ -230,14 +230,13 @@ class IntUniform(Space):
         return math.log10(value) if self.log else float(value)
 
     def from_scale(self, t):
-        return int(round(10.0 ** t if self.log else t))
+        return round(10.0 ** t if self.log else t)
 
     def sample(self, rng):
         rng = _check_rng(rng)
         if not self.log:
             return int(rng.integers(self.low, self.high + 1))
-        value = int(math.floor(10.0 ** rng.uniform(math.log10(self.low),
-                                                    math.log10(self.high + 1))))
+        value = math.floor(10.0 ** rng.uniform(math.log10(self.low), math.log10(self.high + 1)))
         return min(max(value, self.low), self.high)
 
     def narrow(self, values, margin=0.1):
@@ -246,8 +245,8 @@ class IntUniform(Space):
         a, b = _box([self.to_scale(v) for v in values], lo, hi, margin)
         if self.log:
             a, b = 10.0 ** a, 10.0 ** b
-        low = max(self.low, min(int(math.floor(a + 1e-9)), min(values)))
-        high = min(self.high, max(int(math.ceil(b - 1e-9)), max(values)))
+        low = max(self.low, min(math.floor(a + 1e-9), min(values)))
+        high = min(self.high, max(math.ceil(b - 1e-9), max(values)))
         return IntUniform(low, high, log=self.log)
 
 
@@ -296,7 +295,7 @@ class Choice(Space):
         return float(self.index(value))
 
     def from_scale(self, t):
-        return self.options[min(max(int(round(t)), 0), len(self.options) - 1)]
+        return self.options[min(max(round(t), 0), len(self.options) - 1)]
 
     @property
     def bounds(self):
@@ -457,7 +456,7 @@ class _Journal:
         self.known = set(known)
         self.file = None
         if path is not None:
-            self.file = open(path, "ab")
+            self.file = open(path, "ab")  # noqa: SIM115 - open for the whole search
             # A crash may have left a truncated last line: start on a fresh line.
             if self.file.tell() > 0:
                 with open(path, "rb") as f:
@@ -487,10 +486,6 @@ class _Journal:
 
 # ---- the search ------------------------------------------------------------------------------
 
-class _ExecutorBroken(RuntimeError):
-    pass
-
-
 class RandomSearch:
     """Random search over a hyperparameter space, narrowing coarse to fine over ``rounds``.
 
@@ -507,11 +502,11 @@ class RandomSearch:
     top_k : int or None, default None
         ``None``: ``min(n_trials, max(2, n_trials // 4))``.
     n_jobs : int or None, default None
-        Local workers; ``None`` or ``-1``: as many as fastnn's thread budget
-        (:func:`fastnn.get_num_threads`, all usable cores by default).  Each trial runs its
-        kernels with ``threads_per_trial`` threads, by default ``max(1, cores // workers)``, so
-        workers x threads stays within the cores.  ``1`` runs trials one after the other in the
-        calling thread with all the cores.
+        Local workers (never more than ``n_trials``); ``None`` or ``-1``: as many as fastnn's
+        thread budget (:func:`fastnn.get_num_threads`, all usable cores by default).  Each trial
+        runs its kernels with ``threads_per_trial`` threads, by default
+        ``max(1, cores // workers)``, so workers x threads stays within the cores.  ``1`` runs
+        the trials one after the other in the calling thread with all the cores.
     executor : concurrent.futures.Executor or None, default None
         Run trials there instead (e.g. ``distributed.Client(address).get_executor()``).  The
         objective is pickled with each trial; a Dask worker's default thread count is its own
@@ -540,6 +535,8 @@ class RandomSearch:
         Widening of each narrowed box, as a fraction of the current width per side.
     threads_per_trial : int or None, default None
     mp_context : {"forkserver", "spawn"} or None, default None
+    progress : bool, default False
+        Print one line per finished trial.
 
     Attributes
     ----------
@@ -557,7 +554,8 @@ class RandomSearch:
 
     def __init__(self, space, n_trials=20, rounds=1, top_k=None, n_jobs=None, executor=None,
                  journal=None, seed=0, objective=None, *, metric="val_error", base=None,
-                 backend="thread", margin=0.1, threads_per_trial=None, mp_context=None):
+                 backend="thread", margin=0.1, threads_per_trial=None, mp_context=None,
+                 progress=False):
         self.space = _check_space(space)
         self.n_trials = check_scalar(n_trials, "n_trials", "int", low=1)
         self.rounds = check_scalar(rounds, "rounds", "int", low=1)
@@ -602,6 +600,7 @@ class RandomSearch:
             raise ValueError(f"mp_context must be 'forkserver', 'spawn' or None, got "
                              f"{mp_context!r}")
         self.mp_context = mp_context
+        self.progress = bool(progress)
         self.results = None
         self.best = None
         self.spaces = None
@@ -626,6 +625,13 @@ class RandomSearch:
                 raise TypeError("fit takes no data when an objective is given: the objective "
                                 "holds its own data")
             objective = self.objective
+        if self.backend == "process":
+            try:  # fail now, not once per trial in the workers
+                pickle.dumps(objective)
+            except Exception as exc:
+                raise TypeError(f"backend='process' sends the objective to worker processes, "
+                                f"but it cannot be pickled ({_reason(exc)}); define it at module "
+                                f"level or use backend='thread'") from exc
 
         done = read_journal(self.journal) if self.journal is not None else {}
         journal = _Journal(self.journal, done)
@@ -650,12 +656,15 @@ class RandomSearch:
                     if journal.add(record):
                         done[record["trial_id"]] = record
                         self.n_run += 1
+                        if self.progress:
+                            self._print_trial(record, r)
                 round_records = [done[s["trial_id"]] for s in specs]
                 mine.extend(round_records)
                 if r + 1 < self.rounds:
                     space = self._narrow(space, round_records, r)
+            runner.close(wait=True)
         finally:
-            runner.close()
+            runner.close(wait=False)
             journal.close()
         self.spaces = spaces
         self.results = sorted(mine, key=self._rank_key)
@@ -667,7 +676,16 @@ class RandomSearch:
 
     def _spec(self, space, r, i):
         return {"trial_id": _trial_id(self.seed, r, i), "round": r, "index": i,
-                "seed": _trial_seed(self.seed, r, i), "config": sample_config(space, self.seed, r, i)}
+                "seed": _trial_seed(self.seed, r, i),
+                "config": sample_config(space, self.seed, r, i)}
+
+    def _print_trial(self, rec, r):
+        if rec["status"] == "ok":
+            what = f"{self.metric} {rec['metrics'][self.metric]:.4g}"
+        else:
+            what = f"failed: {rec['error']}"
+        print(f"round {r + 1}/{self.rounds}  trial {rec['trial_id']}  {what}  "
+              f"({_fmt(rec['time'])} s)", flush=True)
 
     def _rank_key(self, rec):
         if rec["status"] != "ok":
@@ -749,6 +767,7 @@ class RandomSearch:
             if path is not None:
                 matplotlib.use("Agg", force=False)
             import matplotlib.pyplot as plt
+            import matplotlib.ticker
         except ImportError as exc:  # optional extra
             raise ImportError("RandomSearch.plot needs matplotlib: pip install "
                               "'fastnn[plot]'") from exc
@@ -775,6 +794,7 @@ class RandomSearch:
                 ax.set_xticklabels([str(o) for o in sp.options], rotation=30)
             elif sp.log:
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(f"1 - {name}" if isinstance(sp, OneMinusLogUniform) else name)
             ax.set_ylabel(self.metric)
             if self.rounds > 1:
@@ -862,12 +882,13 @@ class _Runner:
             while queue or suspects or in_flight:
                 if suspects:  # run each suspect alone to find the trial that kills workers
                     if not in_flight:
-                        spec = suspects.popleft()
-                        in_flight[self._guarded_submit(spec)] = spec
+                        self._submit_one(suspects, in_flight)
                 else:
                     while queue and len(in_flight) < max(1, limit):
-                        spec = queue.popleft()
-                        in_flight[self._guarded_submit(spec)] = spec
+                        if not self._submit_one(queue, in_flight):
+                            break
+                if not in_flight:
+                    continue  # the pool broke before the submission: it was replaced, retry
                 done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
                 if any(_is_broken(f) for f in done):
                     # Every trial that was running is lost with the pool; collect all of them.
@@ -891,13 +912,28 @@ class _Runner:
             for fut in in_flight:
                 fut.cancel()
 
-    def _guarded_submit(self, spec):
+    def _submit_one(self, specs, in_flight):
+        """Submit ``specs[0]``; False (and the spec left in place) if the pool is broken."""
+        spec = specs.popleft()
         try:
-            return self._submit(spec)
-        except cf.BrokenExecutor as exc:  # the pool broke between two submissions
+            fut = self._submit(spec)
+        except cf.BrokenExecutor as exc:
+            # The trial never started: it is not a suspect.  The running ones will report the
+            # break; with nothing running, replace the pool now.
+            specs.appendleft(spec)
+            if not in_flight:
+                if self.search.executor is not None:
+                    raise RuntimeError(f"the executor is broken ({_reason(exc)}); finished "
+                                       f"trials are in the journal: run the search again with "
+                                       f"a working executor to resume") from exc
+                self.pool.shutdown(wait=True)
+                self.pool = None
+            return False
+        except Exception as exc:  # e.g. an objective the executor cannot pickle
             fut = cf.Future()
             fut.set_exception(exc)
-            return fut
+        in_flight[fut] = spec
+        return True
 
     def _after_break(self, broken, suspects, queue):
         if len(broken) == 1:  # it ran alone: it is the culprit
@@ -915,9 +951,11 @@ class _Runner:
         self.pool.shutdown(wait=True)
         self.pool = None
 
-    def close(self):
+    def close(self, wait):
+        """Shut the own pool down; ``wait=False`` (after an error or Ctrl-C) cancels queued
+        trials and does not wait for running ones."""
         if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=not wait)
             self.pool = None
 
 
@@ -1064,13 +1102,13 @@ class MLPObjective:
 
 
 def default_space():
-    """The space ``fastnn search`` explores, following the course's priorities: the learning
-    rate first (log scale), then hidden units, momentum's beta (as 1 - beta, log scale) and the
-    mini-batch size, then layers and learning-rate decay."""
+    """The space ``fastnn search`` explores, following the course's priorities: Adam's
+    learning rate first (log scale), then hidden units, the momentum term beta1 (as 1 - beta1,
+    log scale) and the mini-batch size, then layers, learning-rate decay and L2."""
     return {
-        "optimizer": "momentum",
-        "lr": LogUniform(1e-4, 1e-0),
-        "beta": OneMinusLogUniform(0.8, 0.999),
+        "optimizer": "adam",
+        "lr": LogUniform(1e-4, 1e-1),
+        "beta1": OneMinusLogUniform(0.8, 0.99),
         "n_hidden": IntUniform(16, 256, log=True),
         "batch_size": Choice([32, 64, 128, 256]),
         "n_layers": IntUniform(1, 3),
@@ -1142,7 +1180,7 @@ def run_cli(args):
     from . import datasets
     from .data import train_dev_test_split
 
-    get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    get = lambda name, default=None: getattr(args, name, default)
     client = None
     try:
         if get("data"):
@@ -1166,7 +1204,8 @@ def run_cli(args):
                               top_k=get("top_k"), n_jobs=get("jobs"), executor=executor,
                               journal=get("journal"), seed=get("seed", 0),
                               base={"epochs": get("epochs", 10)},
-                              backend=get("backend", "thread") if executor is None else "thread")
+                              backend=get("backend", "thread") if executor is None else "thread",
+                              progress=True)
         search.fit(Xtr, ytr, Xd, yd)
     except (OSError, ValueError, TypeError) as exc:
         print(f"fastnn search: error: {exc}", file=sys.stderr)

@@ -170,6 +170,8 @@ class Trainer:
         self.stop_training = False
         self.history = History()
         self._flat = None       # (optimizer, v, s) bound to the model's layout
+        # EWA of the step losses; continues across fit calls (and checkpoints)
+        self._smooth = EWA(_EWA_BETA)
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -251,9 +253,9 @@ class Trainer:
         beta1, beta2, eps, wd = opt._hyper()
         l2_coef = self.l2 / n
         units = 1 if model.task == "multiclass" else model.n_outputs
-        smooth = EWA(_EWA_BETA)
+        smooth = self._smooth
         self.stop_training = False
-        bar = None
+        bar = snap = None
         try:
             for _ in range(epochs):
                 epoch = self.epoch
@@ -266,18 +268,27 @@ class Trainer:
                 loss_sum = 0.0
                 err_sum = 0
                 last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
-                for k in range(n_steps):
+
+                def run(k):
                     idx = order[k * bs:(k + 1) * bs]
-                    t = opt.state["step"] + 1
                     loss, sum_w2, n_err = net.train_step(
                         idx, X, labels, Y, self.seed, self.step, l2_coef, kind, lr, beta1,
-                        beta2, eps, wd, t, model._params, model._grads, v, s, n_threads)
+                        beta2, eps, wd, opt.state["step"] + 1, model._params, model._grads, v,
+                        s, n_threads)
                     cost = loss + self.l2 / (2.0 * n) * sum_w2
+                    if math.isfinite(cost):  # the step was taken: count it at once
+                        opt.state["step"] += 1
+                        self.step += 1
+                    return idx, cost, n_err
+
+                # The epoch-start state (finite: checked at every epoch end).  A divergence
+                # whose last finite step left non-finite weights is undone by replaying.
+                snap = self._snapshot(v, s, snap)
+                for k in range(n_steps):
+                    idx, cost, n_err = run(k)
                     if not math.isfinite(cost):
+                        self._keep_finite(snap, run, k, v, s)
                         raise DivergedError(epoch, self.step, last_finite)
-                    # Counters right after the call, before anything that may raise.
-                    opt.state["step"] = t
-                    self.step += 1
                     last_finite = cost
                     m = idx.shape[0]
                     loss_sum += cost * m
@@ -289,6 +300,9 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                     bar = None
+                if not self._finite(v, s):  # the last step's update overflowed
+                    self._keep_finite(snap, run, n_steps, v, s)
+                    raise DivergedError(epoch, self.step, last_finite)
                 logs = {"epoch": epoch, "loss": loss_sum / n,
                         "error": err_sum / (n * units) if model.task != "regression" else float("nan"),
                         "lr": lr, "loss_ewa": smooth.value, "time": time.perf_counter() - t0}
@@ -312,6 +326,50 @@ class Trainer:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(self)
         return self.history
+
+    # ---- divergence ----------------------------------------------------------------------------
+
+    def _finite(self, v, s):
+        model = self.model
+        return all(a is None or bool(np.isfinite(a).all())
+                   for a in (model._params, model._buffers, v, s))
+
+    def _snapshot(self, v, s, into=None):
+        """Copies of the training state (into the arrays of ``into`` when given)."""
+        arrays = (self.model._params, self.model._buffers, v, s)
+        if into is None:
+            copies = [None if a is None else a.copy() for a in arrays]
+        else:
+            copies = into[:4]
+            for dst, a in zip(copies, arrays):
+                if a is not None:
+                    np.copyto(dst, a)
+        return (*copies, self.optimizer.state["step"], self.step)
+
+    def _restore(self, snap, v, s):
+        params, buffers, v0, s0, opt_step, step = snap
+        self.model._params[...] = params
+        self.model._buffers[...] = buffers
+        if v is not None:
+            v[...] = v0
+        if s is not None:
+            s[...] = s0
+        self.optimizer.state["step"], self.step = opt_step, step
+
+    def _keep_finite(self, snap, run, k, v, s):
+        """After a divergence detected at step ``k`` of the epoch: if the model (or optimizer
+        state) is no longer finite, because a step with a finite loss produced an overflowing
+        update, go back to the state of the last finite step by replaying the epoch from its
+        start (training is deterministic for a given seed and thread count)."""
+        if self._finite(v, s):
+            return
+        for n_replay in (k, k - 1):
+            self._restore(snap, v, s)
+            for j in range(max(n_replay, 0)):
+                run(j)
+            if self._finite(v, s):
+                return
+        self._restore(snap, v, s)  # the epoch's start state: finite
 
     # ---- checkpoints -------------------------------------------------------------------------
 

@@ -237,9 +237,12 @@ void fnn_dbatchnorm_backward(int m, int n, const double *dY, ptrdiff_t ldy,
  * of Z while it is in cache; the activation derivative and the dropout mask of layer l-1 are
  * the epilogue of the dA_prev GEMM of layer l.
  *
- * fnn_snet_create copies the layer table and allocates the whole workspace for batches of up to
- * max_rows rows and up to max_threads threads (NULL when out of memory); nothing is allocated
- * afterwards.  The parameter buffers are the caller's and must outlive the net.
+ * fnn_snet_create builds the net from a dtype-neutral layer table whose arrays are given as
+ * offsets (in elements) into the caller's flat buffers `params` (W, b, gamma, beta), `grads` (the
+ * same offsets) and `buffers` (running statistics), -1 where a layer has no such array.  It
+ * allocates the whole workspace for batches of up to max_rows rows and up to max_threads threads
+ * (NULL when out of memory); nothing is allocated afterwards.  The buffers stay the caller's and
+ * must outlive the net.
  */
 typedef struct {
     int n_in, n_out;
@@ -247,20 +250,9 @@ typedef struct {
     double keep_prob;          /* 1.0: no dropout */
     int batch_norm;            /* 1: Z = BN(A_prev @ W), no bias */
     double bn_momentum;        /* running r = bn_momentum*r + (1-bn_momentum)*batch_stat */
-    float *W, *b, *gamma, *beta;          /* into the flat parameter buffer (b NULL with BN) */
-    float *dW, *db, *dgamma, *dbeta;      /* into the flat gradient buffer */
-    float *running_mean, *running_var;    /* BN only: buffers, not trained */
-} fnn_slayer;
-typedef struct {
-    int n_in, n_out;
-    fnn_act act;
-    double keep_prob;
-    int batch_norm;
-    double bn_momentum;
-    double *W, *b, *gamma, *beta;
-    double *dW, *db, *dgamma, *dbeta;
-    double *running_mean, *running_var;
-} fnn_dlayer;
+    ptrdiff_t W, b, gamma, beta;          /* offsets into params and grads (b = -1 with BN) */
+    ptrdiff_t running_mean, running_var;  /* offsets into buffers (BN only, else -1) */
+} fnn_layer_spec;
 
 /* What a forward/backward pass reports. */
 typedef struct {
@@ -272,9 +264,11 @@ typedef struct {
 typedef struct fnn_snet fnn_snet;
 typedef struct fnn_dnet fnn_dnet;
 
-fnn_snet *fnn_snet_create(int n_layers, const fnn_slayer *layers, fnn_loss loss, int max_rows,
+fnn_snet *fnn_snet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
+                          float *params, float *grads, float *buffers, int max_rows,
                           int max_threads);
-fnn_dnet *fnn_dnet_create(int n_layers, const fnn_dlayer *layers, fnn_loss loss, int max_rows,
+fnn_dnet *fnn_dnet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
+                          double *params, double *grads, double *buffers, int max_rows,
                           int max_threads);
 void fnn_snet_free(fnn_snet *net);
 void fnn_dnet_free(fnn_dnet *net);

@@ -4,11 +4,23 @@
 void *fnn_aligned_alloc(size_t bytes);
 void fnn_aligned_free(void *p);
 
+/* A layer with its arrays resolved to pointers into the flat buffers. */
+typedef struct {
+    int n_in, n_out;
+    fnn_act act;
+    double keep_prob;
+    int batch_norm;
+    double bn_momentum;
+    T *W, *b, *gamma, *beta;
+    T *dW, *db, *dgamma, *dbeta;
+    T *running_mean, *running_var;
+} P(layer);
+
 struct P(net) {
     int n_layers;
     fnn_loss loss;
     int max_rows, max_threads, max_width;
-    P(layer) *layers;     /* copy of the caller's table */
+    P(layer) *layers;     /* the caller's table, resolved */
     T **A;                /* A[l]: (max_rows, n_out_l) output of layer l (logits for the last) */
     T **Zhat;             /* batch norm: normalised Z of layer l, else NULL */
     T **bn_stats;         /* batch norm: mean, var, rstd of layer l (3 * n_out), else NULL */
@@ -104,8 +116,8 @@ static size_t P(take)(size_t *off, size_t bytes)
     return at;
 }
 
-P(net) *P(net_create)(int n_layers, const P(layer) *layers, fnn_loss loss, int max_rows,
-                      int max_threads)
+P(net) *P(net_create)(int n_layers, const fnn_layer_spec *layers, fnn_loss loss, T *params,
+                      T *grads, T *buffers, int max_rows, int max_threads)
 {
     if (n_layers < 1 || max_rows < 1) return NULL;
     if (max_threads < 1) max_threads = 1;
@@ -120,7 +132,7 @@ P(net) *P(net_create)(int n_layers, const P(layer) *layers, fnn_loss loss, int m
     int width = 1;
     size_t gemm_ws = 0;
     for (int l = 0; l < L; l++) {
-        const P(layer) *ly = &layers[l];
+        const fnn_layer_spec *ly = &layers[l];
         if (ly->n_out > width) width = ly->n_out;
         size_t w;
         w = fnn_gemm_ws_size(max_rows, ly->n_out, ly->n_in, max_threads, sizeof(T));
@@ -140,7 +152,7 @@ P(net) *P(net_create)(int n_layers, const P(layer) *layers, fnn_loss loss, int m
     size_t *o_Al = (size_t *)calloc((size_t)L * 4, sizeof(size_t));
     if (!o_Al) { free(net); return NULL; }
     for (int l = 0; l < L; l++) {
-        const P(layer) *ly = &layers[l];
+        const fnn_layer_spec *ly = &layers[l];
         o_Al[4 * l + 0] = P(take)(&off, sizeof(T) * rows * ly->n_out);
         o_Al[4 * l + 1] = ly->batch_norm ? P(take)(&off, sizeof(T) * rows * ly->n_out) : 0;
         o_Al[4 * l + 2] = ly->batch_norm ? P(take)(&off, sizeof(T) * 3 * ly->n_out) : 0;
@@ -158,7 +170,26 @@ P(net) *P(net_create)(int n_layers, const P(layer) *layers, fnn_loss loss, int m
     memset(blk, 0, off);
     net->block = blk;
     net->layers = (P(layer) *)(blk + o_layers);
-    memcpy(net->layers, layers, sizeof(P(layer)) * L);
+    for (int l = 0; l < L; l++) {
+        const fnn_layer_spec *sp = &layers[l];
+        P(layer) *ly = &net->layers[l];
+        ly->n_in = sp->n_in;
+        ly->n_out = sp->n_out;
+        ly->act = sp->act;
+        ly->keep_prob = sp->keep_prob;
+        ly->batch_norm = sp->batch_norm;
+        ly->bn_momentum = sp->bn_momentum;
+        ly->W = params + sp->W;
+        ly->dW = grads + sp->W;
+        ly->b = sp->b >= 0 ? params + sp->b : NULL;
+        ly->db = sp->b >= 0 ? grads + sp->b : NULL;
+        ly->gamma = sp->gamma >= 0 ? params + sp->gamma : NULL;
+        ly->dgamma = sp->gamma >= 0 ? grads + sp->gamma : NULL;
+        ly->beta = sp->beta >= 0 ? params + sp->beta : NULL;
+        ly->dbeta = sp->beta >= 0 ? grads + sp->beta : NULL;
+        ly->running_mean = sp->running_mean >= 0 ? buffers + sp->running_mean : NULL;
+        ly->running_var = sp->running_var >= 0 ? buffers + sp->running_var : NULL;
+    }
     net->A = (T **)(blk + o_A);
     net->Zhat = (T **)(blk + o_Zhat);
     net->bn_stats = (T **)(blk + o_stats);

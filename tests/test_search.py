@@ -1,0 +1,523 @@
+"""fastnn.search: sampling scales, coarse-to-fine narrowing, the journal (resume, duplicates,
+corrupt lines), failures, parallel back ends (threads, processes, Dask) and the CLI hook."""
+
+import argparse
+import json
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn as fn
+from fastnn import search as S
+from fastnn._threads import get_num_threads, threads
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+def chi2_uniform(t, lo, hi, bins=30):
+    """Pearson's chi-square statistic of samples t against U(lo, hi) over equal bins."""
+    counts, _ = np.histogram(t, bins=bins, range=(lo, hi))
+    expected = len(t) / bins
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+# 99.9% quantile of chi-square with 29 degrees of freedom: a correct sampler stays below it
+# (the seeds are fixed, so this never flakes); a sampler on the wrong scale is far above.
+CHI2_29_999 = 58.3
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def bowl(config, seed):
+    """A cheap deterministic objective: best at lr = 10**-2.5, beta = 1 - 10**-2."""
+    lr_term = (math.log10(config["lr"]) + 2.5) ** 2
+    beta_term = (math.log10(1 - config.get("beta", 0.99)) + 2) ** 2
+    return {"val_error": lr_term + beta_term, "seed": seed}
+
+
+class Counting:
+    """Counts calls (thread-safe); raises KeyboardInterrupt on call number ``crash_at``."""
+
+    def __init__(self, crash_at=None):
+        self.calls = 0
+        self.crash_at = crash_at
+        self.lock = threading.Lock()
+
+    def __call__(self, config, seed):
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if self.crash_at is not None and n == self.crash_at:
+            raise KeyboardInterrupt  # "the machine went down" in the middle of the search
+        return bowl(config, seed)
+
+
+SPACE = {"lr": S.LogUniform(1e-5, 1e-1), "beta": S.OneMinusLogUniform(0.9, 0.9999),
+         "layers": S.IntUniform(1, 4), "act": S.Choice(["relu", "tanh"]), "epochs": 3}
+
+
+def summary(search):
+    return [(r["trial_id"], r["config"], r["seed"], r["status"], r["metrics"])
+            for r in search.results]
+
+
+def journal_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    X, y = fn.datasets.digits()
+    Xtr, Xd, _, ytr, yd, _ = fn.data.train_dev_test_split(X, y, 0.25, 0, seed=0)
+    return Xtr, ytr, Xd, yd
+
+
+# ---- spaces ----------------------------------------------------------------------------------
+
+def test_log_uniform_samples_the_exponent_uniformly():
+    sp = S.LogUniform(1e-4, 1e-1)
+    x = np.array([sp.sample(rng(i)) for i in range(6000)])
+    assert x.min() >= 1e-4 and x.max() <= 1e-1
+    assert chi2_uniform(np.log10(x), -4, -1) < CHI2_29_999
+    # Each decade gets a third of the trials (a linear sampler puts 90% in the last one).
+    decades = np.histogram(np.log10(x), bins=3, range=(-4, -1))[0] / x.size
+    np.testing.assert_allclose(decades, 1 / 3, atol=0.03)
+    # A linear sampler fails the same test: the check has teeth.
+    lin = rng(1).uniform(1e-4, 1e-1, size=6000)
+    assert chi2_uniform(np.log10(lin), -4, -1) > 100 * CHI2_29_999
+
+
+def test_one_minus_log_uniform_samples_one_minus_beta_log_uniformly():
+    sp = S.OneMinusLogUniform(0.9, 0.999)
+    b = np.array([sp.sample(rng(i)) for i in range(6000)])
+    assert b.min() >= 0.9 and b.max() <= 0.999
+    assert chi2_uniform(np.log10(1 - b), -3, -1) < CHI2_29_999
+    # beta in [0.9, 0.99) is as likely as in [0.99, 0.999]; uniformly it would be 91%.
+    assert abs(np.mean(b < 0.99) - 0.5) < 0.03
+    lin = rng(1).uniform(0.9, 0.999, size=6000)
+    assert chi2_uniform(np.log10(1 - lin), -3, -1) > 100 * CHI2_29_999
+
+
+def test_uniform_int_uniform_and_choice_sampling():
+    u = np.array([S.Uniform(0.5, 1.0).sample(rng(i)) for i in range(6000)])
+    assert u.min() >= 0.5 and u.max() <= 1.0
+    assert chi2_uniform(u, 0.5, 1.0) < CHI2_29_999
+
+    ints = np.array([S.IntUniform(3, 7).sample(rng(i)) for i in range(5000)])
+    assert ints.dtype.kind == "i" and set(ints.tolist()) == {3, 4, 5, 6, 7}  # both ends included
+    np.testing.assert_allclose(np.bincount(ints)[3:] / ints.size, 0.2, atol=0.03)
+
+    logints = np.array([S.IntUniform(1, 999, log=True).sample(rng(i)) for i in range(6000)])
+    assert logints.min() >= 1 and logints.max() <= 999
+    # log-uniform over the integers: 1..9, 10..99, 100..999 equally likely.
+    shares = np.histogram(logints, bins=[1, 10, 100, 1000])[0] / logints.size
+    np.testing.assert_allclose(shares, 1 / 3, atol=0.03)
+
+    opts = [S.Choice(["a", "b", 3]).sample(rng(i)) for i in range(3000)]
+    for o in ("a", "b", 3):
+        assert abs(opts.count(o) / 3000 - 1 / 3) < 0.04
+
+
+def test_scale_round_trip_and_bounds():
+    cases = [(S.LogUniform(1e-4, 1e-1), 3e-3, math.log10(3e-3), (-4, -1)),
+             (S.OneMinusLogUniform(0.9, 0.999), 0.99, -2.0, (-3, -1)),
+             (S.Uniform(-1.0, 2.0), 0.25, 0.25, (-1, 2)),
+             (S.IntUniform(16, 256, log=True), 64, math.log10(64),
+              (math.log10(16), math.log10(256))),
+             (S.Choice(["sgd", "adam"]), "adam", 1.0, (0, 1))]
+    for sp, value, t, bounds in cases:
+        assert sp.to_scale(value) == pytest.approx(t)
+        assert sp.from_scale(sp.to_scale(value)) == pytest.approx(value)
+        np.testing.assert_allclose(sp.bounds, bounds)
+
+
+def test_space_validation():
+    with pytest.raises(ValueError, match="0 < low"):
+        S.LogUniform(0.0, 1.0)
+    with pytest.raises(ValueError, match="high < 1"):
+        S.OneMinusLogUniform(0.9, 1.0)
+    with pytest.raises(ValueError, match="low must be <= high"):
+        S.Uniform(2.0, 1.0)
+    with pytest.raises(TypeError, match="integer"):
+        S.IntUniform(1.5, 3)
+    with pytest.raises(ValueError, match="distinct"):
+        S.Choice([1, 1])
+    with pytest.raises(TypeError, match="JSON"):
+        S.Choice([object()])
+    with pytest.raises(TypeError, match="Generator"):
+        S.Uniform(0, 1).sample(0)
+    with pytest.raises(TypeError, match="space"):
+        S.RandomSearch({}, 2, objective=bowl)
+    with pytest.raises(ValueError, match="fork"):
+        S.RandomSearch(SPACE, 2, objective=bowl, backend="process", mp_context="fork")
+    with pytest.raises(ValueError, match="top_k"):
+        S.RandomSearch(SPACE, 2, top_k=3, objective=bowl)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        S.RandomSearch(SPACE, 2, backend="process", objective=lambda c, s: {}).fit()
+
+
+# ---- narrowing -------------------------------------------------------------------------------
+
+def test_narrow_is_the_box_on_the_sampling_scale():
+    sp = S.LogUniform(1e-5, 1.0)          # log10 range [-5, 0], width 5
+    nar = sp.narrow([1e-3, 1e-2], margin=0.1)
+    assert isinstance(nar, S.LogUniform)
+    # Box [-3, -2] widened by 0.1 * 5 each side, in log10: not the linear box.
+    assert nar.low == pytest.approx(10 ** -3.5)
+    assert nar.high == pytest.approx(10 ** -1.5)
+    assert sp.narrow([1e-3, 1e-2], margin=0.0).bounds == pytest.approx((-3, -2))
+    # Clipped to the current space.
+    assert sp.narrow([1e-5, 0.5], margin=0.2).low == 1e-5
+    assert sp.narrow([1e-5, 0.5], margin=0.2).high == 1.0
+
+    beta = S.OneMinusLogUniform(0.9, 0.9999)   # log10(1-beta) in [-4, -1]
+    nb = beta.narrow([0.99, 0.995], margin=0.0)
+    assert isinstance(nb, S.OneMinusLogUniform)
+    assert (nb.low, nb.high) == (pytest.approx(0.99), pytest.approx(0.995))
+    nb = beta.narrow([0.99, 0.995], margin=0.1)
+    assert nb.bounds == pytest.approx((math.log10(0.005) - 0.3, -2 + 0.3))
+
+    assert S.Uniform(0, 10).narrow([2, 3], margin=0.1).bounds == pytest.approx((1, 4))
+    ni = S.IntUniform(16, 1024, log=True).narrow([64, 128], margin=0.0)
+    assert (ni.low, ni.high, ni.log) == (64, 128, True)
+    assert S.IntUniform(1, 10).narrow([5], margin=0.1).bounds == (4, 6)
+    assert S.Choice(["a", "b", "c"]).narrow(["c", "a", "c"]).options == ["a", "c"]
+
+
+def test_rounds_narrow_around_the_top_k_coarse_to_fine():
+    search = S.RandomSearch(SPACE, 12, rounds=3, top_k=3, n_jobs=1, objective=bowl, seed=3,
+                            margin=0.1).fit()
+    assert len(search.results) == 36 and len(search.spaces) == 3
+    for r in range(2):
+        prev, nxt = search.spaces[r], search.spaces[r + 1]
+        done = sorted((x for x in search.results if x["round"] == r),
+                      key=lambda x: x["metrics"]["val_error"])
+        top = done[:3]
+        for name in ("lr", "beta", "layers", "act"):
+            assert nxt[name] == prev[name].narrow([x["config"][name] for x in top], 0.1)
+        # The lr box, on the log scale, holds the top-k and is narrower than before.
+        ts = [math.log10(x["config"]["lr"]) for x in top]
+        lo, hi = nxt["lr"].bounds
+        assert lo <= min(ts) and max(ts) <= hi
+        assert hi - lo < prev["lr"].bounds[1] - prev["lr"].bounds[0]
+        for x in search.results:
+            if x["round"] == r + 1:
+                assert nxt["lr"].low <= x["config"]["lr"] <= nxt["lr"].high
+                assert x["config"]["act"] in nxt["act"].options
+        assert nxt["epochs"] == 3
+    # Coarse to fine pays off on this bowl: the best of round 2 beats the best of round 0.
+    best = {r: min(x["metrics"]["val_error"] for x in search.results if x["round"] == r)
+            for r in range(3)}
+    assert best[2] < best[0]
+    assert search.best is search.results[0]
+    assert search.best["metrics"]["val_error"] == min(best.values())
+
+
+# ---- the journal -----------------------------------------------------------------------------
+
+def test_journal_resume_never_repeats_finished_trials(tmp_path):
+    path = tmp_path / "j.jsonl"
+    first = Counting()
+    S.RandomSearch(SPACE, 4, n_jobs=1, objective=first, journal=path).fit()
+    assert first.calls == 4 and len(journal_lines(path)) == 4
+
+    more = Counting()
+    resumed = S.RandomSearch(SPACE, 8, n_jobs=1, objective=more, journal=path).fit()
+    assert more.calls == 4                      # exactly the 4 unfinished trials
+    assert resumed.n_run == 4
+    assert len(journal_lines(path)) == 8
+    fresh = S.RandomSearch(SPACE, 8, n_jobs=1, objective=bowl).fit()
+    assert summary(resumed) == summary(fresh)   # identical to a run that never stopped
+
+    again = Counting()
+    S.RandomSearch(SPACE, 8, n_jobs=1, objective=again, journal=path).fit()
+    assert again.calls == 0
+
+
+def test_resume_after_a_crash_inside_a_later_round(tmp_path):
+    path = tmp_path / "j.jsonl"
+    crashing = Counting(crash_at=7)  # round 0 done (4 trials), round 1 dies on its 3rd trial
+    with pytest.raises(KeyboardInterrupt):
+        S.RandomSearch(SPACE, 4, rounds=2, top_k=2, n_jobs=1, objective=crashing,
+                       journal=path).fit()
+    assert len(journal_lines(path)) == 6
+
+    resume = Counting()
+    resumed = S.RandomSearch(SPACE, 4, rounds=2, top_k=2, n_jobs=1, objective=resume,
+                             journal=path).fit()
+    assert resume.calls == 2
+    fresh = S.RandomSearch(SPACE, 4, rounds=2, top_k=2, n_jobs=1, objective=bowl).fit()
+    assert summary(resumed) == summary(fresh)
+    assert resumed.spaces == fresh.spaces
+
+
+def test_journal_records_are_complete_json_lines(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 3, n_jobs=1, objective=bowl, journal=path, seed=5).fit()
+    recs = journal_lines(path)
+    assert [r["trial_id"] for r in recs] == ["s5-r0-t0000", "s5-r0-t0001", "s5-r0-t0002"]
+    for r in recs:
+        assert set(r) >= {"trial_id", "round", "index", "seed", "config", "metrics", "status",
+                          "error", "time"}
+        assert r["status"] == "ok" and r["error"] is None and r["time"] >= 0
+        assert r["metrics"]["val_error"] == bowl(r["config"], r["seed"])["val_error"]
+        assert r["config"]["epochs"] == 3
+
+
+def test_duplicate_journal_records_are_counted_once(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
+    lines = path.read_text().splitlines()
+    # A cluster re-ran two trials and both copies were appended (e.g. by two drivers).
+    with open(path, "a") as f:
+        f.write(lines[1] + "\n" + lines[3] + "\n")
+    calls = Counting()
+    search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=calls, journal=path).fit()
+    assert calls.calls == 0
+    assert len(search.results) == 4
+    assert len({r["trial_id"] for r in search.results}) == 4
+    assert len(S.read_journal(path)) == 4
+
+
+def test_corrupt_journal_lines_are_skipped_with_a_warning(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
+    lines = path.read_text().splitlines()
+    # Lose trial 3 to a crash mid-write (truncated, no newline) and add garbage lines.
+    path.write_text("\n".join(lines[:3]) + "\nnot json\n[1, 2]\n" + lines[3][:25])
+    calls = Counting()
+    with pytest.warns(RuntimeWarning, match="skipped 3 corrupt line"):
+        search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=calls, journal=path).fit()
+    assert calls.calls == 1                      # only the trial whose line was truncated
+    assert [r["status"] for r in search.results] == ["ok"] * 4
+    # The new record starts on its own line: it parses.
+    assert json.loads(path.read_text().splitlines()[-1])["trial_id"] == "s0-r0-t0003"
+
+
+def test_journal_of_another_space_is_refused(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl, journal=path).fit()
+    other = dict(SPACE, lr=S.LogUniform(1e-3, 1e-2))
+    with pytest.raises(ValueError, match="another space"):
+        S.RandomSearch(other, 2, n_jobs=1, objective=bowl, journal=path).fit()
+
+
+# ---- failures --------------------------------------------------------------------------------
+
+def flaky(config, seed):
+    if config["act"] == "tanh":
+        raise ValueError(f"no tanh today (lr={config['lr']})")
+    return bowl(config, seed)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, n_jobs):
+    path = tmp_path / "j.jsonl"
+    search = S.RandomSearch(SPACE, 10, rounds=2, n_jobs=n_jobs, objective=flaky,
+                            journal=path).fit()
+    r0 = [r for r in search.results if r["round"] == 0]
+    failed = [r for r in r0 if r["status"] == "failed"]
+    assert failed and len(failed) < len(r0)       # the seed gives both kinds
+    for r in failed:
+        assert r["config"]["act"] == "tanh"
+        assert r["error"].startswith("ValueError: no tanh today")
+        assert r["metrics"] == {}
+    assert len(search.results) == 20              # round 1 ran in full
+    assert search.best["status"] == "ok"
+    # Failed trials sort last and are journalled; round 1 only samples what worked.
+    statuses = [r["status"] for r in search.results]
+    assert statuses == sorted(statuses, key=lambda s: s != "ok")
+    assert search.spaces[1]["act"].options == ["relu"]
+    assert sum(r["status"] == "failed" for r in journal_lines(path)) == len(failed)
+    calls = Counting()
+    S.RandomSearch(SPACE, 10, rounds=2, n_jobs=1, objective=calls, journal=path).fit()
+    assert calls.calls == 0                       # failed trials are finished trials too
+    assert "failed trial(s)" in search.to_table()
+
+
+def test_bad_objective_results_fail_the_trial():
+    def bad(config, seed):
+        return {"val_error": float("nan")} if config["act"] == "relu" else {"loss": 1.0}
+    with pytest.warns(RuntimeWarning, match="all 4 trials failed"):
+        search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=bad).fit()
+    errors = {r["config"]["act"]: r["error"] for r in search.results}
+    assert "finite number" in errors["relu"] and "has no 'val_error'" in errors["tanh"]
+    assert search.best is None
+
+
+# ---- parallel back ends ----------------------------------------------------------------------
+
+def test_threads_context_manager_is_thread_local():
+    outer = get_num_threads()
+    seen = {}
+    with threads(1):
+        assert get_num_threads() == 1
+        t = threading.Thread(target=lambda: seen.setdefault("other", get_num_threads()))
+        t.start()
+        t.join()
+        with threads(None):
+            assert get_num_threads() == 1   # None leaves the budget as it is
+    assert seen["other"] == outer            # other threads keep their own budget
+    assert get_num_threads() == outer
+    with pytest.raises(RuntimeError), threads(1):
+        raise RuntimeError
+    assert get_num_threads() == outer        # restored on an exception
+    with pytest.raises(ValueError), threads(0):
+        pass
+
+
+def report_threads(config, seed):
+    return {"val_error": config["lr"], "threads": get_num_threads(),
+            "thread": threading.current_thread().name}
+
+
+def test_thread_workers_share_the_cores():
+    cores = get_num_threads()
+    search = S.RandomSearch(SPACE, 6, n_jobs=2, objective=report_threads).fit()
+    assert {r["metrics"]["threads"] for r in search.results} == {max(1, cores // 2)}
+    assert all(r["metrics"]["thread"].startswith("fastnn-search") for r in search.results)
+    serial = S.RandomSearch(SPACE, 6, n_jobs=1, objective=report_threads).fit()
+    assert {r["metrics"]["threads"] for r in serial.results} == {cores}
+    forced = S.RandomSearch(SPACE, 2, n_jobs=2, objective=report_threads,
+                            threads_per_trial=3).fit()
+    assert {r["metrics"]["threads"] for r in forced.results} == {3}
+    assert get_num_threads() == cores        # nothing leaked into the calling thread
+
+
+DIGITS_SPACE = {"lr": S.LogUniform(3e-3, 3e-2), "n_hidden": S.IntUniform(16, 64, log=True),
+                "keep_prob": S.Uniform(0.8, 1.0), "batch_size": S.Choice([32, 64]),
+                "optimizer": "adam", "epochs": 4}
+
+
+def test_builtin_objective_finds_a_good_config_on_digits(digits_split, tmp_path):
+    Xtr, ytr, Xd, yd = digits_split
+    search = S.RandomSearch(DIGITS_SPACE, 4, rounds=2, top_k=2, seed=0).fit(Xtr, ytr, Xd, yd)
+    assert search.best["metrics"]["val_error"] < 0.1
+    assert set(search.best["metrics"]) >= {"val_error", "val_loss", "loss", "error", "epochs"}
+    assert search.best["metrics"]["epochs"] == 4
+    table = search.to_table()
+    assert table.splitlines()[0].split()[:4] == ["rank", "trial_id", "round", "val_error"]
+    assert len(table.splitlines()) == 1 + 8
+    fig = search.plot(tmp_path / "search.png")
+    assert (tmp_path / "search.png").stat().st_size > 0
+    scales = {ax.get_xlabel(): ax.get_xscale() for ax in fig.axes if ax.get_visible()}
+    assert scales == {"lr": "log", "n_hidden": "log", "keep_prob": "linear",
+                      "batch_size": "linear"}
+
+
+def test_thread_parallel_results_equal_serial(digits_split):
+    Xtr, ytr, Xd, yd = digits_split
+    space = dict(DIGITS_SPACE, epochs=2)
+    serial = S.RandomSearch(space, 4, n_jobs=1, seed=7).fit(Xtr, ytr, Xd, yd)
+    parallel = S.RandomSearch(space, 4, n_jobs=2, seed=7).fit(Xtr, ytr, Xd, yd)
+    assert summary(parallel) == summary(serial)
+    assert all(r["status"] == "ok" for r in serial.results)
+    # Worker processes (the objective and its data sent once per worker) agree as well.
+    procs = S.RandomSearch(space, 4, n_jobs=2, backend="process", seed=7).fit(Xtr, ytr, Xd, yd)
+    assert summary(procs) == summary(serial)
+
+
+def test_builtin_objective_settings_and_errors(digits_split):
+    Xtr, ytr, Xd, yd = digits_split
+    obj = S.MLPObjective(Xtr, ytr, Xd, yd, base={"epochs": 1, "dtype": "float64"})
+    model, trainer, c = obj.build({"optimizer": "momentum", "lr": 0.05, "beta": 0.95,
+                                   "beta1": 0.5, "n_layers": 2, "n_hidden": 20,
+                                   "lr_decay": 1.0}, seed=3)
+    assert [layer.units for layer in model.layers] == [20, 20, 10]
+    assert model.dtype == np.float64 and model.seed == 3
+    assert trainer.optimizer.get_config()["beta"] == 0.95       # beta1 ignored for momentum
+    assert trainer.schedule(0.05, 2) == pytest.approx(0.05 / 3)  # the course's decay
+    assert c["epochs"] == 1
+    assert abs(obj.X.mean()) < 1e-6                              # standardised once
+    with pytest.raises(ValueError, match="unknown keys"):
+        obj({"learning_rate": 0.1}, 0)
+    with pytest.raises(ValueError, match="unknown keys"):
+        S.MLPObjective(Xtr, ytr, Xd, yd, base={"epoch": 3})
+    with pytest.raises(TypeError, match="needs the training and dev sets"):
+        S.RandomSearch(DIGITS_SPACE, 2).fit()
+    with pytest.raises(TypeError, match="no data"):
+        S.RandomSearch(SPACE, 2, objective=bowl).fit(Xtr, ytr, Xd, yd)
+
+
+def dies_sometimes(config, seed):
+    if config["act"] == "tanh" and config["lr"] > 1e-3:
+        time.sleep(0.1)
+        os._exit(3)  # a worker process that dies (segfault, OOM kill ...)
+    time.sleep(0.4)  # still running when a killer next to it takes the pool down
+    return bowl(config, seed)
+
+
+def test_process_workers_and_a_trial_that_kills_its_worker(tmp_path):
+    search = S.RandomSearch(SPACE, 6, n_jobs=2, backend="process", objective=dies_sometimes,
+                            journal=tmp_path / "j.jsonl").fit()
+    killers = [r for r in search.results
+               if r["config"]["act"] == "tanh" and r["config"]["lr"] > 1e-3]
+    assert killers and len(killers) < 6
+    # Trials 0 and 1 run together first; one of them kills its worker, the other is innocent.
+    assert sum(r in killers for r in search.results if r["index"] < 2) == 1
+    for r in search.results:
+        if r in killers:
+            assert r["status"] == "failed" and "worker died" in r["error"]
+        else:  # innocent trials that shared the pool with a killer were retried and succeeded
+            assert r["status"] == "ok"
+            assert r["metrics"]["val_error"] == bowl(r["config"], r["seed"])["val_error"]
+    assert len(journal_lines(tmp_path / "j.jsonl")) == 6
+
+
+def test_dask_cluster_executor(digits_split):
+    distributed = pytest.importorskip("distributed")
+    Xtr, ytr, Xd, yd = digits_split
+    space = dict(DIGITS_SPACE, epochs=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        dask = S.RandomSearch(space, 4, executor=client.get_executor(), seed=7)
+        dask.fit(Xtr, ytr, Xd, yd)
+    serial = S.RandomSearch(space, 4, n_jobs=1, seed=7).fit(Xtr, ytr, Xd, yd)
+    assert summary(dask) == summary(serial)
+
+
+# ---- results and CLI -------------------------------------------------------------------------
+
+def test_results_need_fit_and_dataframe_needs_pandas():
+    search = S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl)
+    with pytest.raises(fn._validation.NotFittedError):
+        search.to_table()
+    search.fit()
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pandas"):
+            search.as_dataframe()
+    else:
+        df = search.as_dataframe()
+        assert list(df["trial_id"]) == [r["trial_id"] for r in search.results]
+
+
+def test_cli_on_a_data_file(tmp_path, capsys):
+    X, y = fn.datasets.blobs(n=300, n_features=4, centers=3, seed=0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    parser = S.add_cli_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(["--data", str(tmp_path / "d.npz"), "--trials", "3", "--rounds",
+                              "2", "--epochs", "2", "--jobs", "2", "--journal",
+                              str(tmp_path / "j.jsonl"), "--plot", str(tmp_path / "p.png")])
+    assert S.run_cli(args) == 0
+    out = capsys.readouterr().out
+    assert "rank" in out and "best: s0-r" in out and "trial s0-r1-t0002" in out and '"lr"' in out
+    assert len(journal_lines(tmp_path / "j.jsonl")) == 6
+    assert (tmp_path / "p.png").exists()
+
+    np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,d,y",
+               comments="")
+    Xc, yc = S.load_data(tmp_path / "d.csv")
+    np.testing.assert_allclose(Xc, X)
+    assert yc.dtype.kind == "i" and np.array_equal(yc, y)
+    bad = parser.parse_args(["--data", str(tmp_path / "missing.npz")])
+    assert S.run_cli(bad) == 2
+    assert "error" in capsys.readouterr().err
