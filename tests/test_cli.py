@@ -10,7 +10,11 @@ import fastnn as fn
 from fastnn.cli import main
 
 
-def run(*args, cwd=None):
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(*args, cwd=HERE):
+    """The command as a user runs it: outside the source tree, so the installed fastnn runs."""
     return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
@@ -72,8 +76,8 @@ def test_gradcheck_command():
     (["train", "--batch-size", "0", "--epochs", "1"], "batch_size"),
     (["predict", "missing.safetensors", "digits"], ""),
 ])
-def test_errors_are_messages_not_tracebacks(tmp_path, capsys, argv, msg):
-    os.chdir(tmp_path)
+def test_errors_are_messages_not_tracebacks(tmp_path, capsys, monkeypatch, argv, msg):
+    monkeypatch.chdir(tmp_path)
     try:
         code = main(argv)
     except OSError:  # a missing model file is an OSError, as for open()

@@ -56,7 +56,7 @@ def test_digits_does_not_import_sklearn():
             "assert X.shape == (1797, 64); print('sklearn' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert out.stdout.strip() == "False"
 
 

@@ -1,6 +1,7 @@
 """fastnn.sklearn: scikit-learn's estimator checks, parity with scikit-learn's MLP, the alpha and
 solver mappings, and the usual tools (GridSearchCV, cross_val_score, Pipeline, pickle)."""
 import pickle
+import os
 import subprocess
 import sys
 
@@ -34,7 +35,8 @@ def test_sklearn_estimator_checks(estimator, check):
 
 def test_import_fastnn_does_not_import_sklearn():
     code = "import sys, fastnn; sys.exit('sklearn' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    here = os.path.dirname(os.path.abspath(__file__))  # outside the source tree
+    assert subprocess.run([sys.executable, "-c", code], cwd=here).returncode == 0
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@ import pytest
 
 import fastnn as fn
 
+# Subprocesses run outside the source tree, so they import the installed fastnn.
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def test_set_num_threads_and_reset():
     default = fn.get_num_threads()
@@ -41,7 +44,7 @@ def test_threadpoolctl_sees_and_limits_fastnn():
 def test_environment_variable(value, ok):
     env = dict(os.environ, FASTNN_NUM_THREADS=value)
     res = subprocess.run([sys.executable, "-c", "import fastnn; print(fastnn.get_num_threads())"],
-                         env=env, capture_output=True, text=True)
+                         env=env, cwd=HERE, capture_output=True, text=True)
     if ok:
         expected = value if fn._core.has_openmp() else "1"
         assert res.stdout.strip() == expected

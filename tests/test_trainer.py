@@ -10,6 +10,9 @@ import pytest
 import fastnn as fn
 from fastnn import reference as ref
 
+# Subprocesses run outside the source tree, so they import the installed fastnn.
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 def layer_dicts(model):
     return [dict(units=l.units, activation=l.activation, keep_prob=l.keep_prob,
@@ -113,7 +116,7 @@ def test_dropout_masks_same_under_env_thread_counts(tmp_path):
     outs = []
     for n in ("1", "2"):
         env = dict(os.environ, FASTNN_NUM_THREADS=n)
-        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+        res = subprocess.run([sys.executable, "-c", code], env=env, cwd=HERE, capture_output=True,
                              text=True, check=True)
         outs.append(res.stdout.split())
     assert outs[0][0] == "1" and outs[1][0] == "2"
