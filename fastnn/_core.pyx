@@ -107,16 +107,25 @@ cdef extern from "fastnn.h" nogil:
                             const int32_t *labels, const double *Y, Py_ssize_t ldy,
                             int training, uint64_t seed, uint64_t step, double l2_coef,
                             int n_threads, fnn_pass_result *res)
-    void fnn_snet_train_step(fnn_snet *net, int m, const int64_t *idx, const float *X, Py_ssize_t ldx,
+    int fnn_snet_train_steps(fnn_snet *net, int64_t count, int bs, const int64_t *idx,
+                             const float *X, Py_ssize_t ldx,
                              const int32_t *labels, const float *Y, Py_ssize_t ldy,
-                             uint64_t seed, uint64_t step, double l2_coef,
+                             uint64_t seed, uint64_t step0, double l2_coef,
                              const fnn_optim_params *op, Py_ssize_t n_params, float *params,
-                             const float *grads, float *v, float *s, int n_threads, fnn_pass_result *res)
-    void fnn_dnet_train_step(fnn_dnet *net, int m, const int64_t *idx, const double *X, Py_ssize_t ldx,
+                             const float *grads, float *v, float *s,
+                             int n_threads, fnn_pass_result *res)
+    int fnn_dnet_train_steps(fnn_dnet *net, int64_t count, int bs, const int64_t *idx,
+                             const double *X, Py_ssize_t ldx,
                              const int32_t *labels, const double *Y, Py_ssize_t ldy,
-                             uint64_t seed, uint64_t step, double l2_coef,
+                             uint64_t seed, uint64_t step0, double l2_coef,
                              const fnn_optim_params *op, Py_ssize_t n_params, double *params,
-                             const double *grads, double *v, double *s, int n_threads, fnn_pass_result *res)
+                             const double *grads, double *v, double *s,
+                             int n_threads, fnn_pass_result *res)
+
+
+# The layout of fnn_pass_result, for arrays of per-step results.
+PASS_RESULT_DTYPE = np.dtype([("loss", np.float64), ("sum_w2", np.float64),
+                              ("n_errors", np.int64)])
 
 
 # ---- build facts ---------------------------------------------------------------------------
@@ -355,32 +364,39 @@ cdef class Net:
                                    training, seed, step, l2_coef, n_threads, &res)
         return res.loss, res.sum_w2, res.n_errors
 
-    def train_step(self, const int64_t[::1] idx, const floating[:, ::1] X,
-                   const int32_t[::1] labels, const floating[:, ::1] Y,
-                   uint64_t seed, uint64_t step, double l2_coef,
-                   int kind, double lr, double beta1, double beta2, double eps,
-                   double weight_decay, int64_t t,
-                   floating[::1] params, const floating[::1] grads,
-                   floating[::1] v, floating[::1] s, int n_threads):
-        """Gather idx, forward, loss, backward, optimizer update; returns (loss, sum_w2, n_errors)."""
-        cdef fnn_pass_result res
-        cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t)
+    def train_steps(self, const int64_t[::1] idx, int bs, const floating[:, ::1] X,
+                    const int32_t[::1] labels, const floating[:, ::1] Y,
+                    uint64_t seed, uint64_t step0, double l2_coef,
+                    int kind, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, int64_t t0,
+                    floating[::1] params, const floating[::1] grads,
+                    floating[::1] v, floating[::1] s, int n_threads, fnn_pass_result[::1] out):
+        """Consecutive steps over the rows idx in batches of bs; out[k] gets step k's result.
+        Returns the number of steps run (fewer when a loss was not finite)."""
+        cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t0)
         cdef const int32_t *pl = &labels[0] if labels is not None else NULL
         cdef const floating *py = &Y[0, 0] if Y is not None else NULL
         cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
         cdef floating *pv = &v[0] if v is not None else NULL
         cdef floating *ps = &s[0] if s is not None else NULL
-        cdef int m = idx.shape[0]
+        cdef int64_t count = idx.shape[0]
+        cdef int done
+        if count == 0:
+            return 0
+        if out.shape[0] < (count + bs - 1) // bs:
+            raise ValueError("out must hold one result per step")
         with nogil:
             if floating is float:
-                fnn_snet_train_step(<fnn_snet *>self._net, m, &idx[0], &X[0, 0], X.shape[1],
-                                    pl, py, ldy, seed, step, l2_coef, &op, params.shape[0],
-                                    &params[0], &grads[0], pv, ps, n_threads, &res)
+                done = fnn_snet_train_steps(<fnn_snet *>self._net, count, bs, &idx[0], &X[0, 0],
+                                            X.shape[1], pl, py, ldy, seed, step0, l2_coef, &op,
+                                            params.shape[0], &params[0], &grads[0], pv, ps,
+                                            n_threads, &out[0])
             else:
-                fnn_dnet_train_step(<fnn_dnet *>self._net, m, &idx[0], &X[0, 0], X.shape[1],
-                                    pl, py, ldy, seed, step, l2_coef, &op, params.shape[0],
-                                    &params[0], &grads[0], pv, ps, n_threads, &res)
-        return res.loss, res.sum_w2, res.n_errors
+                done = fnn_dnet_train_steps(<fnn_dnet *>self._net, count, bs, &idx[0], &X[0, 0],
+                                            X.shape[1], pl, py, ldy, seed, step0, l2_coef, &op,
+                                            params.shape[0], &params[0], &grads[0], pv, ps,
+                                            n_threads, &out[0])
+        return done
 
 
 cdef void *_make_net(layers, int loss, floating[::1] params, floating[::1] grads,

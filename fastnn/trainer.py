@@ -1,16 +1,20 @@
-"""Training: seeded shuffled mini-batches, one compiled call per step.
+"""Training: seeded shuffled mini-batches, whole runs of steps in one compiled call.
 
 Design: ``fit`` validates and converts the data once, binds the optimizer's moments to flat
-buffers matching the model's parameter buffer, and then makes one nogil call per mini-batch
-(gather, forward, loss, backward, update: ``_core.Net.train_step``).  Python is re-entered only
-between steps, for the progress bar, callbacks and Ctrl-C; the per-epoch permutation is derived
+buffers matching the model's parameter buffer, and then hands runs of mini-batch steps (each:
+gather, forward, loss, backward, update) to one nogil call, ``_core.Net.train_steps``.  Python
+is re-entered between runs, about every 50 ms and always at a step boundary, for the progress
+bar and Ctrl-C, and after every epoch for callbacks; the per-epoch permutation is derived
 from (seed, epoch), so a checkpoint needs only the epoch and step counters to resume exactly.
 """
 import math
+import signal
+import threading
 import time
 
 import numpy as np
 
+from . import _core
 from ._threads import get_num_threads
 from ._validation import _describe, check_random_seed, check_scalar
 from .diagnose import diagnose
@@ -21,8 +25,38 @@ from .schedules import resolve_schedule
 
 __all__ = ["Trainer", "History", "EarlyStopping", "DivergedError"]
 
+# Python is re-entered about this often during an epoch (progress bar, callbacks, Ctrl-C); the
+# steps in between run in one compiled call.
+_CHUNK_SECONDS = 0.05
+
 # Smoothing of the per-step training loss shown by the progress bar and history["loss_ewa"].
 _EWA_BETA = 0.98
+
+
+class _DeferredInterrupt:
+    """Ctrl-C during a run of compiled steps is held until the run's bookkeeping is done, so the
+    model, the optimizer state and the step counters always agree; ``fit`` then raises
+    KeyboardInterrupt at that step boundary.  Only the main thread receives signals, and only
+    Python's default handler is replaced."""
+
+    def __init__(self):
+        self.pending = False
+        self._old = None
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+        return False
 
 
 class DivergedError(ArithmeticError):
@@ -45,7 +79,8 @@ class History:
     Keys: ``epoch``, ``loss`` (mean training cost of the epoch's steps, L2 term included),
     ``error`` (training error rate over the epoch's steps, training mode), ``val_loss``,
     ``val_error`` (inference mode), ``lr``, ``loss_ewa`` (bias-corrected exponentially weighted
-    average of the step losses at the end of the epoch), ``time``.
+    average of the step losses at the end of the epoch; the average runs on across ``fit`` calls
+    and checkpoints), ``time``.
     """
 
     KEYS = ("epoch", "loss", "error", "val_loss", "val_error", "lr", "loss_ewa", "time")
@@ -255,53 +290,71 @@ class Trainer:
         units = 1 if model.task == "multiclass" else model.n_outputs
         smooth = self._smooth
         self.stop_training = False
+        results = np.zeros(-(-n // bs), dtype=_core.PASS_RESULT_DTYPE)
         bar = snap = None
+        sigint = _DeferredInterrupt()
         try:
+            sigint.__enter__()
             for _ in range(epochs):
                 epoch = self.epoch
                 lr = self._lr(epoch)
                 order = self._order(epoch, n)
                 n_steps = -(-n // bs)
                 bar = _progress_bar(progress, n_steps, epoch)
-                tick = max(1, n_steps // 50)
                 t0 = time.perf_counter()
                 loss_sum = 0.0
                 err_sum = 0
                 last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
+                # rows in each step of the epoch: bs, and what is left for the last one
+                sizes = np.full(n_steps, bs, dtype=np.float64)
+                sizes[-1] = n - (n_steps - 1) * bs
 
-                def run(k):
-                    idx = order[k * bs:(k + 1) * bs]
-                    loss, sum_w2, n_err = net.train_step(
-                        idx, X, labels, Y, self.seed, self.step, l2_coef, kind, lr, beta1,
-                        beta2, eps, wd, opt.state["step"] + 1, model._params, model._grads, v,
-                        s, n_threads)
-                    cost = loss + self.l2 / (2.0 * n) * sum_w2
-                    if math.isfinite(cost):  # the step was taken: count it at once
-                        opt.state["step"] += 1
-                        self.step += 1
-                    return idx, cost, n_err
+                def run(k, count):
+                    """Steps k .. k+count-1 of the epoch in one compiled call; the steps taken
+                    are counted at once.  Returns (costs, errors, diverged)."""
+                    out = results[k:k + count]
+                    done = net.train_steps(
+                        order[k * bs:(k + count) * bs], bs, X, labels, Y, self.seed, self.step,
+                        l2_coef, kind, lr, beta1, beta2, eps, wd, opt.state["step"] + 1,
+                        model._params, model._grads, v, s, n_threads, out)
+                    costs = out["loss"][:done] + self.l2 / (2.0 * n) * out["sum_w2"][:done]
+                    finite = np.isfinite(costs)
+                    taken = done if finite.all() else int(np.argmin(finite))
+                    opt.state["step"] += taken
+                    self.step += taken
+                    return costs[:taken], out["n_errors"][:taken], taken < done
 
                 # The epoch-start state (finite: checked at every epoch end).  A divergence
                 # whose last finite step left non-finite weights is undone by replaying.
                 snap = self._snapshot(v, s, snap)
-                for k in range(n_steps):
-                    idx, cost, n_err = run(k)
-                    if not math.isfinite(cost):
-                        self._keep_finite(snap, run, k, v, s)
+                k, chunk = 0, 1
+                while k < n_steps:
+                    count = min(chunk, n_steps - k)
+                    tic = time.perf_counter()
+                    costs, errors, diverged = run(k, count)
+                    elapsed = time.perf_counter() - tic
+                    loss_sum += float(costs @ sizes[k:k + costs.size])
+                    err_sum += int(errors.sum())
+                    for cost in costs:
+                        smooth.update(float(cost))
+                    if costs.size:
+                        last_finite = float(costs[-1])
+                    k += costs.size
+                    if diverged:
+                        self._keep_finite(snap, lambda j: run(j, 1), k, v, s)
                         raise DivergedError(epoch, self.step, last_finite)
-                    last_finite = cost
-                    m = idx.shape[0]
-                    loss_sum += cost * m
-                    err_sum += n_err
-                    smooth.update(cost)
-                    if bar is not None and ((k + 1) % tick == 0 or k + 1 == n_steps):
+                    # Python comes back about every _CHUNK_SECONDS: progress, Ctrl-C.
+                    chunk = max(1, min(4 * count, int(_CHUNK_SECONDS * count / max(elapsed, 1e-9))))
+                    if bar is not None:
                         bar.set_postfix(loss=f"{smooth.value:.4f}", refresh=False)
-                        bar.update((k + 1) - bar.n)
+                        bar.update(k - bar.n)
+                    if sigint.pending:
+                        raise KeyboardInterrupt
                 if bar is not None:
                     bar.close()
                     bar = None
                 if not self._finite(v, s):  # the last step's update overflowed
-                    self._keep_finite(snap, run, n_steps, v, s)
+                    self._keep_finite(snap, lambda j: run(j, 1), n_steps, v, s)
                     raise DivergedError(epoch, self.step, last_finite)
                 logs = {"epoch": epoch, "loss": loss_sum / n,
                         "error": err_sum / (n * units) if model.task != "regression" else float("nan"),
@@ -320,6 +373,7 @@ class Trainer:
                 if self.stop_training:
                     break
         finally:
+            sigint.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
         for cb in callbacks:

@@ -301,21 +301,25 @@ void fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
                         int training, uint64_t seed, uint64_t step, double l2_coef,
                         int n_threads, fnn_pass_result *res);
 
-/* One training step: gather rows idx[0..m) of X and of the targets into the workspace, forward
- * (training), loss, backward with dW += l2_coef*W, then the optimizer over the flat buffers
- * params/grads/v/s of n_params elements (v, s may be NULL when the optimizer has no such state).
- * A non-finite loss skips the update, so the parameters stay those of the last finite step. */
-void fnn_snet_train_step(fnn_snet *net, int m, const int64_t *idx,
+/* Consecutive training steps over the rows idx[0..count) of X and the targets (Python is
+ * re-entered between runs of steps, not between steps).  Step k takes rows idx[k*bs ..
+ * min((k+1)*bs, count)) (the last batch may be smaller; bs <= max_rows), gathers them into the
+ * workspace, runs forward (training: dropout masks of (seed, step0 + k)), loss and backward with
+ * dW += l2_coef*W, then the optimizer at step op->t + k over the flat buffers params/grads/v/s of
+ * n_params elements (v, s may be NULL when the optimizer has no such state).  res[k] receives
+ * what step k reported.  A step whose loss is not finite updates nothing and ends the run, so
+ * the parameters stay those of the last finite step.  Returns the number of steps run. */
+int fnn_snet_train_steps(fnn_snet *net, int64_t count, int bs, const int64_t *idx,
                          const float *X, ptrdiff_t ldx,
                          const int32_t *labels, const float *Y, ptrdiff_t ldy,
-                         uint64_t seed, uint64_t step, double l2_coef,
+                         uint64_t seed, uint64_t step0, double l2_coef,
                          const fnn_optim_params *op, ptrdiff_t n_params, float *params,
                          const float *grads, float *v, float *s,
                          int n_threads, fnn_pass_result *res);
-void fnn_dnet_train_step(fnn_dnet *net, int m, const int64_t *idx,
+int fnn_dnet_train_steps(fnn_dnet *net, int64_t count, int bs, const int64_t *idx,
                          const double *X, ptrdiff_t ldx,
                          const int32_t *labels, const double *Y, ptrdiff_t ldy,
-                         uint64_t seed, uint64_t step, double l2_coef,
+                         uint64_t seed, uint64_t step0, double l2_coef,
                          const fnn_optim_params *op, ptrdiff_t n_params, double *params,
                          const double *grads, double *v, double *s,
                          int n_threads, fnn_pass_result *res);

@@ -429,21 +429,32 @@ void P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
     P(backward)(net, m, X, ldx, training, l2_coef, n_threads);
 }
 
-void P(net_train_step)(P(net) *net, int m, const int64_t *idx,
-                       const T *X, ptrdiff_t ldx,
-                       const int32_t *labels, const T *Y, ptrdiff_t ldy,
-                       uint64_t seed, uint64_t step, double l2_coef,
-                       const fnn_optim_params *op, ptrdiff_t n_params, T *params,
-                       const T *grads, T *v, T *s, int n_threads, fnn_pass_result *res)
+int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
+                      const T *X, ptrdiff_t ldx,
+                      const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                      uint64_t seed, uint64_t step0, double l2_coef,
+                      const fnn_optim_params *op, ptrdiff_t n_params, T *params,
+                      const T *grads, T *v, T *s, int n_threads, fnn_pass_result *res)
 {
     const int n_in = net->layers[0].n_in, n_out = net->layers[net->n_layers - 1].n_out;
     if (n_threads > net->max_threads) n_threads = net->max_threads;
-    P(gather_rows)(m, n_in, X, ldx, idx, net->Xb);
-    if (labels) fnn_igather(m, labels, idx, net->labels_b);
-    if (Y) P(gather_rows)(m, n_out, Y, ldy, idx, net->Yb);
-    P(net_loss_grad)(net, m, net->Xb, n_in, labels ? net->labels_b : NULL, Y ? net->Yb : NULL,
-                     n_out, 1, seed, step, l2_coef, n_threads, res);
-    /* A non-finite loss leaves the parameters as they were: those of the last finite step. */
-    if (isfinite(res->loss) && isfinite(res->sum_w2))
-        P(optim_step)(op, n_params, params, grads, v, s, n_threads);
+    if (bs > net->max_rows) bs = net->max_rows;
+    fnn_optim_params opk = *op;
+    int k = 0;
+    for (int64_t start = 0; start < count; start += bs, k++) {
+        const int m = (int)(count - start < bs ? count - start : bs);
+        const int64_t *rows = idx + start;
+        P(gather_rows)(m, n_in, X, ldx, rows, net->Xb);
+        if (labels) fnn_igather(m, labels, rows, net->labels_b);
+        if (Y) P(gather_rows)(m, n_out, Y, ldy, rows, net->Yb);
+        P(net_loss_grad)(net, m, net->Xb, n_in, labels ? net->labels_b : NULL,
+                         Y ? net->Yb : NULL, n_out, 1, seed, step0 + (uint64_t)k, l2_coef,
+                         n_threads, &res[k]);
+        /* A non-finite loss leaves the parameters as they were, those of the last finite
+         * step, and ends the run. */
+        if (!isfinite(res[k].loss) || !isfinite(res[k].sum_w2)) return k + 1;
+        opk.t = op->t + k;
+        P(optim_step)(&opk, n_params, params, grads, v, s, n_threads);
+    }
+    return k;
 }

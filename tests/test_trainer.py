@@ -236,3 +236,29 @@ def test_regression_learns_smooth_function():
     fn.Trainer(model, optimizer=fn.optim.Adam(0.01), batch_size=32).fit(
         X, y, epochs=60, progress=False)
     assert np.mean((model.predict(X) - y) ** 2) < 0.01
+
+
+def test_ctrl_c_stops_at_a_step_boundary_with_consistent_counters():
+    """A real SIGINT in the middle of an epoch: KeyboardInterrupt is re-raised at a boundary of
+    the compiled run, with the step counters matching the optimizer's and finite weights."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    X, y = fn.datasets.synthetic_mnist(6000, seed=0)
+    model = fn.MLP(784, [fn.Dense(256, "relu"), fn.Dense(10, "softmax")], seed=0)
+    trainer = fn.Trainer(model, batch_size=32)
+    before = model.get_weights()["0.W"]
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(X, y, epochs=1000, progress=False)
+    finally:
+        timer.cancel()
+    assert 0 < trainer.step == trainer.optimizer.state["step"]
+    assert trainer.epoch == len(trainer.history)
+    after = model.get_weights()
+    assert not np.array_equal(after["0.W"], before)
+    assert all(np.all(np.isfinite(a)) for a in after.values())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
