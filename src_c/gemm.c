@@ -42,7 +42,7 @@
 #define FNN_D_NC 256
 
 /* Below this many flops (2 m n k) a parallel region costs more than it saves. */
-#define FNN_GEMM_PAR_FLOPS 400000.0
+#define FNN_GEMM_PAR_FLOPS 2.0e6
 
 /* ---- the micro-kernel table ------------------------------------------------------------- */
 
