@@ -50,9 +50,15 @@ CASES = {
 _N_SAMPLES = {"mnist": 60000, "moons": 10000}
 _N_SAMPLES_QUICK = {"mnist": 1024, "moons": 1000}
 _PEERS = ("fastnn", "torch", "sklearn", "reference", "gemm_floor")
-_SETTLE_S = 0.1     # pause between peers: lets the other thread pools' spinning workers sleep
+# Pause between peers: OpenBLAS's idle workers spin for about 2**28 cycles (~0.1 s) after a call
+# and libgomp's for a while too; a peer timed meanwhile would share its cores with them.
+_SETTLE_S = 0.25
 _ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
              "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS", "FASTNN_NUM_THREADS")
+
+
+def _pause(args):
+    time.sleep(0.0 if args.quick else _SETTLE_S)
 
 
 def epoch_flop(sizes, n_samples):
@@ -256,11 +262,11 @@ def _run_train_case(name, cfg, args, threads):
     times = {p: [] for p in peers}
     for p, (epoch, _) in peers.items():     # warm-up epoch
         epoch()
-        time.sleep(_SETTLE_S)
+        _pause(args)
     for _ in range(args.repeat):
         for p, (epoch, _) in peers.items():
             times[p].append(epoch())
-            time.sleep(_SETTLE_S)
+            _pause(args)
     base = _median(times.get("fastnn", []))
     results = {}
     for p, (_, info) in peers.items():
@@ -289,7 +295,7 @@ def _run_scaling_case(name, cfg, args, threads):
         for t in counts:
             fn.set_num_threads(t)
             times[t].append(epochs[t]())
-            time.sleep(_SETTLE_S)
+            _pause(args)
     fn.set_num_threads(threads)
     med = {t: _median(times[t]) for t in counts}
     return {"case": name, "kind": "scaling", "n_samples": n, "sizes": list(cfg["sizes"]),
@@ -331,12 +337,12 @@ def _run_gemm_case(name, cfg, args, threads):
         for label, A, B in shapes:
             C = np.empty((A.shape[0], B.shape[1]), dtype=dtype)
             flop = 2.0 * A.shape[0] * A.shape[1] * B.shape[1]
-            fn._core.gemm(A, B, C, threads)
             np.matmul(A, B, out=C)
+            _pause(args)       # BLAS workers asleep before fastnn is timed
+            fn._core.gemm(A, B, C, threads)
             t_f = _best_time(lambda: fn._core.gemm(A, B, C, threads), number, args.repeat)
-            time.sleep(_SETTLE_S)
+            _pause(args)
             t_b = _best_time(lambda: np.matmul(A, B, out=C), number, args.repeat)
-            time.sleep(_SETTLE_S)
             results[label] = {"fastnn_s": t_f, "blas_s": t_b, "fastnn_gflops": flop / t_f / 1e9,
                               "blas_gflops": flop / t_b / 1e9, "fastnn_vs_blas": t_b / t_f}
     return {"case": name, "kind": "gemm", "dtype": dtype, "batch_size": m,
@@ -365,7 +371,7 @@ def _run_adam_case(name, cfg, args, threads):
     results = {}
     fastnn_step()
     results["fastnn"] = {"step_s": _best_time(fastnn_step, number, args.repeat)}
-    time.sleep(_SETTLE_S)
+    _pause(args)
     refp, refv, refs = p.copy(), v.copy(), s.copy()
     rt = {"t": 0}
 
@@ -374,7 +380,7 @@ def _run_adam_case(name, cfg, args, threads):
         rt["t"] += 1
         refp, refv, refs = ref.adam_step(refp, g, refv, refs, rt["t"], lr=1e-3)
     results["reference"] = {"step_s": _best_time(ref_step, max(2, number // 10), args.repeat)}
-    time.sleep(_SETTLE_S)
+    _pause(args)
     try:
         import torch
         torch.set_num_threads(threads)
@@ -390,7 +396,7 @@ def _run_adam_case(name, cfg, args, threads):
                 results[label] = {"skipped": str(exc)}
                 continue
             results[label] = {"step_s": _best_time(topt.step, number, args.repeat)}
-            time.sleep(_SETTLE_S)
+            _pause(args)
     except ImportError as exc:
         results["torch_fused"] = {"skipped": f"not installed ({exc})"}
     base = results["fastnn"]["step_s"]

@@ -1,5 +1,4 @@
 """The fused network kernels (forward; forward + loss + backward) against fastnn.reference."""
-import numpy as np
 
 from fastnn import reference as ref
 

@@ -86,7 +86,7 @@ class ReferenceTrainer:
                     self.params[key], g, self.v[key], self.s[key], self.t, lr=1e-3)
 
 
-def median_time(func, number=1, repeat=5, settle=0.05):
+def median_time(func, number=1, repeat=5, settle=0.25):
     """Median over ``repeat`` rounds of the mean time of ``number`` calls (for track_ ratios)."""
     times = []
     for _ in range(repeat):
@@ -98,8 +98,11 @@ def median_time(func, number=1, repeat=5, settle=0.05):
     return float(np.median(times))
 
 
-def alternate(funcs, number=1, repeat=5, settle=0.05):
-    """Median times of several callables measured back to back, round by round."""
+def alternate(funcs, number=1, repeat=5, settle=0.25):
+    """Median times of several callables measured back to back, round by round.
+
+    ``settle`` seconds between calls let NumPy's OpenBLAS workers, which spin about 0.1 s after
+    a call, go to sleep before fastnn's OpenMP team is timed (else they share its cores)."""
     times = [[] for _ in funcs]
     for _ in range(repeat):
         for i, func in enumerate(funcs):
