@@ -38,6 +38,9 @@ void FNN_(act_forward)(fnn_act act, FNN_REAL *x, ptrdiff_t count)
 
 /* dA[i] *= g'(z[i]) for i < count, written from the OUTPUT a = g(z):
  *   relu: a > 0;  leaky: a > 0 ? 1 : 0.01;  tanh: 1 - a^2;  sigmoid: a (1 - a);  linear: 1.
+ * relu is a select (a > 0 ? dA : 0) and leaky a multiply by a factor built from comparisons:
+ * the forms gcc vectorises (a `?:` between two constants compiled to a branch per element).
+ * As torch's threshold_backward, relu's blocked gradient is 0 even when dA is not finite.
  * a and dA must not overlap.  Softmax: dA unchanged (its gradient comes with the loss). */
 void FNN_(act_backward)(fnn_act act, const FNN_REAL *restrict a, FNN_REAL *restrict dA,
                         ptrdiff_t count)
@@ -46,11 +49,11 @@ void FNN_(act_backward)(fnn_act act, const FNN_REAL *restrict a, FNN_REAL *restr
     switch (act) {
     case FNN_RELU:
         for (i = 0; i < count; i++)
-            dA[i] *= a[i] > 0 ? (FNN_REAL)1 : (FNN_REAL)0;
+            dA[i] = a[i] > 0 ? dA[i] : (FNN_REAL)0;
         break;
     case FNN_LEAKY_RELU:
         for (i = 0; i < count; i++)
-            dA[i] *= a[i] > 0 ? (FNN_REAL)1 : (FNN_REAL)FNN_LEAKY_SLOPE;
+            dA[i] *= (FNN_REAL)(a[i] > 0) + (FNN_REAL)FNN_LEAKY_SLOPE * (FNN_REAL)(a[i] <= 0);
         break;
     case FNN_TANH:
         for (i = 0; i < count; i++)
