@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fastnn.h"
+#include "omp_compat.h"
 
 void *fnn_aligned_alloc(size_t bytes)
 {

@@ -65,6 +65,22 @@ static void P(fwd_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int
     }
 }
 
+/* The forward epilogue over all m rows of Z, in row blocks over the threads (for batch-norm
+ * layers, whose normalisation needs the whole batch before the activation).  Elementwise, so
+ * the result does not depend on the thread count. */
+static void P(rows_epilogue)(P(fwd_ctx) *ctx, T *Z, ptrdiff_t ldz, int m, int n, int n_threads)
+{
+    const int rows = 16;
+    const int n_blocks = (m + rows - 1) / rows;
+    if ((double)m * n < 32768.0) n_threads = 1;
+    FNN_PRAGMA(omp parallel for schedule(static) num_threads(n_threads))
+    for (int blk = 0; blk < n_blocks; blk++) {
+        const int i0 = blk * rows, mb = m - i0 < rows ? m - i0 : rows;
+        P(fwd_epilogue)(ctx, Z + (ptrdiff_t)i0 * ldz, ldz, i0, 0, mb, n);
+    }
+    (void)n_threads;
+}
+
 /* Backward into layer l-1 on a block of dA_prev: dZ = dA * mask/keep_prob * g'(A).  A is the
  * dropped-out output, so where kept g(z) = A*keep_prob: A is rescaled in place (it is not read
  * again in this step) and the derivative taken from that output. */
@@ -291,7 +307,7 @@ static void P(forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int traini
             else
                 P(bn_infer)(m, ly, Z, ldz, net->Zhat[l], st + 2 * ly->n_out);
             ctx.b = NULL;
-            P(fwd_epilogue)(&ctx, Z, ldz, 0, 0, m, ly->n_out);
+            P(rows_epilogue)(&ctx, Z, ldz, m, ly->n_out, n_threads);
         }
         in = Z;
         ld_in = ldz;
