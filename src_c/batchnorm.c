@@ -14,18 +14,5 @@
 #define FNN_BN_COLS 64
 #define FNN_BN_PAR_MIN 16384 /* m * n below which one thread does it all */
 
-#define FNN_REAL float
-#define FNN_(name) fnn_s##name
-#define FNN_M(fn) fn##f
-#include "batchnorm_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
-
-#define FNN_REAL double
-#define FNN_(name) fnn_d##name
-#define FNN_M(fn) fn
-#include "batchnorm_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
+#define FNN_TEMPLATE "batchnorm_impl.h"
+#include "instantiate.h"

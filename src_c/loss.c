@@ -7,18 +7,5 @@
 #include <math.h>
 #include "fastnn.h"
 
-#define FNN_REAL float
-#define FNN_(name) fnn_s##name
-#define FNN_M(fn) fn##f
-#include "loss_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
-
-#define FNN_REAL double
-#define FNN_(name) fnn_d##name
-#define FNN_M(fn) fn
-#include "loss_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
+#define FNN_TEMPLATE "loss_impl.h"
+#include "instantiate.h"

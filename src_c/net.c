@@ -2,7 +2,7 @@
  *
  * Design: the orchestration of the per-layer kernels (gemm.c, activations.c, dropout.c,
  * batchnorm.c, loss.c, optim.c) for a whole step, so that Python makes one call per step.
- * net_impl.h holds the code once; it is compiled here for float (s) and double (d).
+ * net_impl.h holds the code once; instantiate.h compiles it for float (s) and double (d).
  */
 #define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #include <math.h>
@@ -34,14 +34,5 @@ void fnn_aligned_free(void *p)
 #endif
 }
 
-#define T float
-#define P(name) fnn_s##name
-#include "net_impl.h"
-#undef T
-#undef P
-
-#define T double
-#define P(name) fnn_d##name
-#include "net_impl.h"
-#undef T
-#undef P
+#define FNN_TEMPLATE "net_impl.h"
+#include "instantiate.h"

@@ -1,5 +1,8 @@
-/* net_impl.h -- included by net.c with T (float or double) and P(name) (fnn_s##name or
- * fnn_d##name) defined.  Not a public header.  See fastnn.h, "the network", for the contract. */
+/* net_impl.h -- template body of net.c, compiled once per dtype through instantiate.h.  Not a
+ * public header; see fastnn.h, "the network", for the contract.  T is the element type and
+ * P(name) the dtype-lettered name, short for FNN_REAL and FNN_(name) in this long file. */
+#define T FNN_REAL
+#define P(name) FNN_(name)
 
 void *fnn_aligned_alloc(size_t bytes);
 void fnn_aligned_free(void *p);
@@ -474,3 +477,6 @@ int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
     }
     return k;
 }
+
+#undef T
+#undef P

@@ -30,18 +30,5 @@ static int optim_have_avx2(void)
 #define FNN_ALWAYS_INLINE
 #endif
 
-#define FNN_REAL float
-#define FNN_(name) fnn_s##name
-#define FNN_M(fn) fn##f
-#include "optim_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
-
-#define FNN_REAL double
-#define FNN_(name) fnn_d##name
-#define FNN_M(fn) fn
-#include "optim_impl.h"
-#undef FNN_REAL
-#undef FNN_
-#undef FNN_M
+#define FNN_TEMPLATE "optim_impl.h"
+#include "instantiate.h"
