@@ -139,3 +139,12 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.safetensors"]
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    model = fn.MLP(3, [fn.Dense(2, "softmax")])
+    path = tmp_path / "m.safetensors"
+    model.save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
