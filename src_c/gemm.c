@@ -22,9 +22,11 @@
  * C^T = B^T A^T instead.  Multiplication commutes exactly, so both orders give the same bits.
  *
  * Threads: a thread owns a rectangle of C's micro-tiles (column panels first, rows when n is
- * narrow), packs into its own slice of ws, and runs the whole k range; every element is one
- * running sum over p in increasing order whatever the blocking, so the bits do not depend on
- * n_threads.  Calls below FNN_GEMM_PAR_FLOPS stay on the calling thread (no parallel region).
+ * narrow), packs B into its own slice of ws, and runs the whole k range.  When every thread owns
+ * columns over all rows, the team packs each A block once into a shared, double-buffered region
+ * of ws (one barrier per block) instead of each thread packing the same block.  Every element is
+ * one running sum over p in increasing order whatever the blocking, so the bits do not depend
+ * on n_threads.  Calls below FNN_GEMM_PAR_FLOPS stay on the calling thread (no parallel region).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -176,7 +178,9 @@ size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
     const fnn_gemm_plan pl = elem_size == sizeof(float)
         ? gemm_plan(m, n, k, isa->s.mr, isa->s.nr, FNN_S_KC, FNN_S_MC, FNN_S_NC, elem_size)
         : gemm_plan(m, n, k, isa->d.mr, isa->d.nr, FNN_D_KC, FNN_D_MC, FNN_D_NC, elem_size);
-    return (size_t)(n_threads < 1 ? 1 : n_threads) * pl.ws_thread + 64;
+    /* each thread's slice, plus the two shared A blocks of a team (see gemm_impl.h) */
+    if (n_threads <= 1) return pl.ws_thread + 64;
+    return 2 * pl.ws_a + (size_t)n_threads * pl.ws_thread + 64;
 }
 
 /* ---- the two dtypes ---------------------------------------------------------------------- */

@@ -28,7 +28,15 @@ static void FNN_(gemm_epilogue)(const FNN_(gemm_job) *job, int i0, int j0, int m
 
 /* The share of thread `tid` of `nthr`: a rectangle of micro-tiles of C.  Columns (micro-panels
  * of NR) are split first; rows (micro-panels of MR) only when there are fewer column panels than
- * threads.  Any split gives the same bits (see gemm_kernels.h), so this may use nthr freely. */
+ * threads.  Any split gives the same bits (see gemm_kernels.h), so this may use nthr freely.
+ *
+ * Shared A: when every thread of the team owns a column range over all rows, each would pack the
+ * same A blocks.  Instead the team packs each A block once into a shared region of ws (thread t
+ * packs its share of the block's micro-panels), meets at a barrier and then every thread runs its
+ * own columns against it.  The shared region is double-buffered: a thread packing block i+1
+ * overwrites the buffer of block i-1, which every thread finished before the barrier of block i.
+ * For the barriers to match, every thread runs the same number of column blocks, passes and row
+ * blocks (a thread whose column block is empty still packs and waits). */
 static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
 {
     const FNN_(ukr) *u = job->ukr;
@@ -44,34 +52,55 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
     const int je = imin((int)((long)(tc + 1) * col_panels / tn) * NR, job->n);
     const int ib = (int)((long)tr * row_panels / tm) * MR;
     const int ie = imin((int)((long)(tr + 1) * row_panels / tm) * MR, job->m);
-    if (jb >= je || ib >= ie) return;
+    /* Every thread of the team has columns (tn == nthr, so tm == 1 and all rows): share A. */
+    const int share_a = nthr > 1 && tn == nthr && !pl->a_in_place;
+    if (!share_a && (jb >= je || ib >= ie)) return;
 
-    /* This thread's packing buffers: its own slice of ws. */
-    FNN_REAL *Ap = (FNN_REAL *)(job->ws + (size_t)tid * pl->ws_thread);
-    FNN_REAL *Bp = (FNN_REAL *)(job->ws + (size_t)tid * pl->ws_thread + pl->ws_a);
+    /* Packing buffers: the shared A blocks first, then each thread's own slice of ws. */
+    char *slice = job->ws + (nthr > 1 ? 2 * pl->ws_a : 0) + (size_t)tid * pl->ws_thread;
+    FNN_REAL *Ap = (FNN_REAL *)slice;
+    FNN_REAL *Bp = (FNN_REAL *)(slice + pl->ws_a);
+    int shared_buf = 0;
 
-    const int nc = balanced_block(je - jb, pl->nc_max, NR);
+    /* Column blocks: as many for every thread when sharing (the widest range decides). */
+    const int widest = share_a ? (col_panels + tn - 1) / tn * NR : je - jb;
+    const int n_jc = (widest + pl->nc_max - 1) / pl->nc_max;
+    const int nc = je > jb ? round_up((je - jb + n_jc - 1) / n_jc, NR) : NR;
     const int mc = balanced_block(ie - ib, pl->mc_max, MR);
     const int kc_full = pl->kc;
 
     /* Loop 5: column blocks of C (nc wide); the packed B block is shared by all row blocks. */
-    for (int jc = jb; jc < je; jc += nc) {
-        const int nb = imin(nc, je - jc);
+    for (int jcb = 0; jcb < n_jc; jcb++) {
+        const int jc = jb + jcb * nc;
+        const int nb = imin(nc, je - jc);     /* <= 0: nothing to compute, only to pack */
         /* Loop 4: passes over k (kc deep); the first pass writes C, later ones add to it. */
         for (int pc = 0, pass = 0; pass < pl->n_passes; pc += kc_full, pass++) {
             const int kc = imin(kc_full, job->k - pc);
             const int last = pass == pl->n_passes - 1;
-            u->pack(Bp, job->B + pc * job->rsb + jc * job->csb, job->csb, job->rsb, nb, kc, NR);
+            if (nb > 0)
+                u->pack(Bp, job->B + pc * job->rsb + jc * job->csb, job->csb, job->rsb, nb, kc, NR);
             /* Loop 3: row blocks of C (mc tall); the packed A block stays in L2. */
             for (int ic = ib; ic < ie; ic += mc) {
                 const int mb = imin(mc, ie - ic);
                 /* With a single column panel each A element is used once: read A in place. */
                 const FNN_REAL *A_blk = job->A + ic * job->rsa + pc * job->csa;
                 ptrdiff_t rsa = job->rsa, csa = job->csa;
-                if (!pl->a_in_place) {
+                if (share_a) {
+                    FNN_REAL *As = (FNN_REAL *)(job->ws + (size_t)shared_buf * pl->ws_a);
+                    shared_buf ^= 1;
+                    const int panels = (mb + MR - 1) / MR;
+                    const int p0 = (int)((long)tid * panels / nthr);
+                    const int p1 = (int)((long)(tid + 1) * panels / nthr);
+                    if (p1 > p0)
+                        u->pack(As + (ptrdiff_t)p0 * MR * kc, A_blk + (ptrdiff_t)p0 * MR * rsa,
+                                rsa, csa, imin((p1 - p0) * MR, mb - p0 * MR), kc, MR);
+                    FNN_PRAGMA(omp barrier)
+                    A_blk = As; rsa = 1; csa = MR;
+                } else if (!pl->a_in_place) {
                     u->pack(Ap, A_blk, job->rsa, job->csa, mb, kc, MR);
                     A_blk = Ap; rsa = 1; csa = MR;
                 }
+                if (nb <= 0) continue;
                 /* Loop 2: B micro-panels (kc x NR); each stays in L1 across loop 1. */
                 for (int jr = 0; jr < nb; jr += NR) {
                     const FNN_REAL *b = Bp + (ptrdiff_t)jr * kc;

@@ -23,7 +23,8 @@
  * Packers: pack a block of `width` lanes (A rows or B columns) into consecutive W-lane
  * micro-panels, dst[panel][p][lane] = src[lane*ls + p*ks], zero-filling the lanes past `width`
  * in the last panel.  ls is the stride between lanes, ks along k.  Three cases: lanes contiguous
- * (ls == 1: B row-major, A transposed) is a row copy; k contiguous (ks == 1: A row-major, B
+ * (ls == 1: B row-major, A transposed as in dW = A_prev^T dZ) is a row copy (vector copies for
+ * the 16-lane float B panels, the 8-lane double B panels and the 6-lane A panels); k contiguous (ks == 1: A row-major, B
  * transposed as W^T in dX) is a transpose done 8 x 8 (AVX2) or in small cache blocks (generic);
  * anything else is a gather.
  */
@@ -153,12 +154,43 @@ FNN_AVX2 static void fnn_spack_avx2(float *restrict dst, const float *restrict s
                                     ptrdiff_t ks, int width, int kc, int W)
 {
     if (ls == 1 && W == 16) {
-        /* lanes contiguous: full panels are two vector copies per p */
-        for (; width >= 16; width -= 16, src += 16, dst += (ptrdiff_t)16 * kc)
-            for (int p = 0; p < kc; p++) {
-                _mm256_store_ps(dst + p * 16, _mm256_loadu_ps(src + p * ks));
-                _mm256_store_ps(dst + p * 16 + 8, _mm256_loadu_ps(src + p * ks + 8));
+        /* lanes contiguous: full panels are two vector copies per p, taken row by row (the
+         * source is read along its rows, the panels are written as parallel streams) */
+        const int full = width / 16;
+        for (int p = 0; p < kc; p++) {
+            const float *s = src + p * ks;
+            float *d = dst + p * 16;
+            for (int q = 0; q < full; q++, s += 16, d += (ptrdiff_t)16 * kc) {
+                _mm256_store_ps(d, _mm256_loadu_ps(s));
+                _mm256_store_ps(d + 8, _mm256_loadu_ps(s + 8));
             }
+        }
+        if (width > full * 16)
+            fnn_spack_generic(dst + (ptrdiff_t)full * 16 * kc, src + full * 16, ls, ks,
+                              width - full * 16, kc, W);
+        return;
+    }
+    if (ls == 1 && W == 6) {
+        /* lanes contiguous, 6-lane A panels (the transposed activations of dW): per p one
+         * 4-lane and one 2-lane copy; two p per step so the stores form 12 contiguous floats */
+        for (; width >= 6; width -= 6, src += 6, dst += (ptrdiff_t)6 * kc) {
+            const float *s = src;
+            float *d = dst;
+            int p = 0;
+            for (; p + 2 <= kc; p += 2, s += 2 * ks, d += 12) {
+                const __m128 x0 = _mm_loadu_ps(s), x1 = _mm_loadu_ps(s + ks);
+                const __m128 h0 = _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + 4));
+                const __m128 h = _mm_loadh_pi(h0, (const __m64 *)(s + ks + 4));
+                /* d[0..3] = x0, d[4..5] = h.lo, d[6..9] = x1, d[10..11] = h.hi */
+                _mm_storeu_ps(d, x0);
+                _mm_storeu_ps(d + 4, _mm_movelh_ps(h, x1));
+                _mm_storeu_ps(d + 8, _mm_shuffle_ps(x1, h, _MM_SHUFFLE(3, 2, 3, 2)));
+            }
+            for (; p < kc; p++, s += ks, d += 6) {
+                _mm_storeu_ps(d, _mm_loadu_ps(s));
+                _mm_storel_pi((__m64 *)(d + 4), _mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(s + 4)));
+            }
+        }
         if (width > 0) fnn_spack_generic(dst, src, ls, ks, width, kc, W);
         return;
     }
@@ -195,6 +227,15 @@ FNN_AVX2 static void fnn_dpack_avx2(double *restrict dst, const double *restrict
             for (int p = 0; p < kc; p++) {
                 _mm256_store_pd(dst + p * 8, _mm256_loadu_pd(src + p * ks));
                 _mm256_store_pd(dst + p * 8 + 4, _mm256_loadu_pd(src + p * ks + 4));
+            }
+        if (width > 0) fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
+        return;
+    }
+    if (ls == 1 && W == 6) {
+        for (; width >= 6; width -= 6, src += 6, dst += (ptrdiff_t)6 * kc)
+            for (int p = 0; p < kc; p++) {
+                _mm256_storeu_pd(dst + p * 6, _mm256_loadu_pd(src + p * ks));
+                _mm_storeu_pd(dst + p * 6 + 4, _mm_loadu_pd(src + p * ks + 4));
             }
         if (width > 0) fnn_dpack_generic(dst, src, ls, ks, width, kc, W);
         return;
@@ -267,17 +308,28 @@ FNN_AVX2 static void fnn_skernel_avx2(int kc, const float *restrict a, ptrdiff_t
     /* Rows past mr re-read row 0: in bounds, and their results are never stored. */
     const float *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;
     const float *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa, *a5 = a + (mr > 5) * 5 * rsa;
-    for (int p = 0; p < kc; p++, b += FNN_S_NR) {
-        const ptrdiff_t o = p * csa;
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        __m256 ai;
-        ai = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a2 + o); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a3 + o); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a4 + o); c40 = _mm256_fmadd_ps(ai, b0, c40); c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a5 + o); c50 = _mm256_fmadd_ps(ai, b0, c50); c51 = _mm256_fmadd_ps(ai, b1, c51);
+    /* Row tiles of 1-2 or 3-4 rows (the row edge: batch 32 = 5 x 6 + 2) skip the FMAs of rows
+     * that are never stored; every stored element gets the same FMAs in the same order. */
+#define FNN_SK_ROW(ap, x0, x1) \
+        ai = _mm256_broadcast_ss(ap + o); x0 = _mm256_fmadd_ps(ai, b0, x0); x1 = _mm256_fmadd_ps(ai, b1, x1);
+#define FNN_SK_LOOP(BODY)                                                                        \
+    for (int p = 0; p < kc; p++, b += FNN_S_NR) {                                                \
+        const ptrdiff_t o = p * csa;                                                             \
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);                         \
+        __m256 ai;                                                                               \
+        BODY                                                                                     \
     }
+    if (mr > 4) {
+        FNN_SK_LOOP(FNN_SK_ROW(a0, c00, c01) FNN_SK_ROW(a1, c10, c11) FNN_SK_ROW(a2, c20, c21)
+                    FNN_SK_ROW(a3, c30, c31) FNN_SK_ROW(a4, c40, c41) FNN_SK_ROW(a5, c50, c51))
+    } else if (mr > 2) {
+        FNN_SK_LOOP(FNN_SK_ROW(a0, c00, c01) FNN_SK_ROW(a1, c10, c11) FNN_SK_ROW(a2, c20, c21)
+                    FNN_SK_ROW(a3, c30, c31))
+    } else {
+        FNN_SK_LOOP(FNN_SK_ROW(a0, c00, c01) FNN_SK_ROW(a1, c10, c11))
+    }
+#undef FNN_SK_LOOP
+#undef FNN_SK_ROW
 
     _mm256_storeu_ps(t + 0 * rs, c00); _mm256_storeu_ps(t + 0 * rs + 8, c01);
     _mm256_storeu_ps(t + 1 * rs, c10); _mm256_storeu_ps(t + 1 * rs + 8, c11);
