@@ -233,32 +233,14 @@ def _gradcheck(args):
 
 # ---- search and bench (their modules own the options) ---------------------------------------
 
-def _add_search(sub):
-    p = sub.add_parser("search", help="random hyperparameter search, coarse to fine, in parallel")
-
-    def run(args):
-        from . import search
-        return search.run_cli(args)
-    try:
-        from . import search
-        search.add_cli_arguments(p)
-    except ImportError:
-        pass
-    p.set_defaults(func=run)
-
-
-def _add_bench(sub):
-    p = sub.add_parser("bench", help="head-to-head speed comparison (fastnn, PyTorch, sklearn)")
-
-    def run(args):
-        from . import bench
-        return bench.run(args)
-    try:
-        from . import bench
-        bench.add_arguments(p)
-    except ImportError:
-        pass
-    p.set_defaults(func=run)
+def _add_delegated(sub, name, help, module, add_options, run):
+    """A subcommand whose options and work live in another fastnn module (imported lazily, so
+    its optional dependencies are needed only when it runs)."""
+    import importlib
+    p = sub.add_parser(name, help=help)
+    mod = importlib.import_module(f"fastnn.{module}")
+    getattr(mod, add_options)(p)
+    p.set_defaults(func=lambda args: getattr(mod, run)(args))
 
 
 def build_parser():
@@ -266,9 +248,11 @@ def build_parser():
     sub = parser.add_subparsers(dest="command")
     _add_train(sub)
     _add_predict(sub)
-    _add_search(sub)
+    _add_delegated(sub, "search", "random hyperparameter search, coarse to fine, in parallel",
+                   "search", "add_cli_arguments", "run_cli")
     _add_gradcheck(sub)
-    _add_bench(sub)
+    _add_delegated(sub, "bench", "head-to-head speed comparison (fastnn, PyTorch, sklearn)",
+                   "bench", "add_arguments", "run")
     return parser
 
 
