@@ -60,7 +60,8 @@ def test_forced_generic_kernel_in_a_subprocess():
     env = dict(os.environ, FASTNN_GEMM_KERNEL="generic")
     out = subprocess.run([sys.executable, "-c",
                           "import fastnn; print(fastnn._core.gemm_kernel_name())"],
-                         env=env, capture_output=True, text=True, check=True)
+                         env=env, capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.abspath(__file__)))  # not the source tree
     assert out.stdout.strip() == "generic"
 
 
