@@ -53,6 +53,12 @@ cdef extern from "fastnn.h" nogil:
                           Py_ssize_t count, uint32_t threshold, uint8_t *mask)
     void fnn_sdropout_apply(float *x, const uint8_t *mask, Py_ssize_t count, float inv_keep)
     void fnn_ddropout_apply(double *x, const uint8_t *mask, Py_ssize_t count, double inv_keep)
+    void fnn_sdropout_forward(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0,
+                              Py_ssize_t count, uint32_t threshold, float inv_keep, float *x,
+                              uint8_t *mask, int n_threads)
+    void fnn_ddropout_forward(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0,
+                              Py_ssize_t count, uint32_t threshold, double inv_keep, double *x,
+                              uint8_t *mask, int n_threads)
 
     void fnn_sgather_rows(int m, int n, const float *X, Py_ssize_t ldx, const int64_t *idx, float *out)
     void fnn_dgather_rows(int m, int n, const double *X, Py_ssize_t ldx, const int64_t *idx, double *out)
@@ -241,6 +247,29 @@ def dropout_apply(floating[::1] x, const uint8_t[::1] mask, double keep_prob):
             fnn_sdropout_apply(&x[0], &mask[0], x.shape[0], <float>(1.0 / keep_prob))
         else:
             fnn_ddropout_apply(&x[0], &mask[0], x.shape[0], 1.0 / keep_prob)
+
+
+def dropout_forward(floating[::1] x, uint8_t[::1] mask, uint64_t seed, uint64_t step,
+                    uint32_t layer, int64_t e0, double keep_prob, int n_threads=1):
+    """Fused dropout_mask + dropout_apply in one threaded pass: x = kept ? x/keep_prob : 0, and
+    mask[i] = kept(e0 + i) unless mask is None.  # IN/OUT: x; OUT: mask"""
+    cdef Py_ssize_t count = x.shape[0]
+    cdef uint32_t thr = fnn_keep_threshold(keep_prob)
+    cdef uint8_t *pm = NULL
+    if mask is not None:
+        if mask.shape[0] != count:
+            raise ValueError(f"mask has {mask.shape[0]} elements, x has {count}")
+        if count > 0:
+            pm = &mask[0]
+    if count == 0:
+        return
+    with nogil:
+        if floating is float:
+            fnn_sdropout_forward(seed, step, layer, e0, count, thr, <float>(1.0 / keep_prob),
+                                 &x[0], pm, n_threads)
+        else:
+            fnn_ddropout_forward(seed, step, layer, e0, count, thr, 1.0 / keep_prob, &x[0], pm,
+                                 n_threads)
 
 
 def gather_rows(const floating[:, ::1] X, const int64_t[::1] idx, floating[:, ::1] out):

@@ -407,7 +407,9 @@ def _run_adam_case(name, cfg, args, threads):
 
 
 def _run_dropout_case(name, cfg, args, threads):
-    """Dropout mask + apply on one activation, fastnn's Philox kernels against torch and NumPy."""
+    """Dropout (mask + apply) on one activation: fastnn's fused, threaded Philox kernel
+    (dropout_forward, keeping the mask for the backward pass, on all `threads` as torch uses its
+    threads) against torch and NumPy."""
     import fastnn as fn
     shape, keep, dtype = cfg["shape"], cfg["keep_prob"], cfg["dtype"]
     count = int(np.prod(shape))
@@ -420,8 +422,7 @@ def _run_dropout_case(name, cfg, args, threads):
 
     def fastnn_dropout():
         state["step"] += 1
-        fn._core.dropout_mask(0, state["step"], 0, 0, keep, mask)
-        fn._core.dropout_apply(x, mask, keep)
+        fn._core.dropout_forward(x, mask, 0, state["step"], 0, 0, keep, threads)
 
     def timed(f):      # x is reset between blocks so repeated in-place scaling stays finite
         out = []

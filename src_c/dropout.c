@@ -18,6 +18,14 @@
 #include <math.h>
 #include <string.h>
 #include "fastnn.h"
+#include "omp_compat.h"
+
+/* fnn_{s,d}dropout_forward run in parallel from this many elements: below it (about 15 us of
+ * work on one core) a parallel region costs more than it saves. */
+#define FNN_DROPOUT_PAR_MIN 16384
+/* Thread boundaries fall on multiples of this many elements (absolute index e): whole AVX2
+ * groups of 16 Philox blocks, and 64-byte lines of float x and of the mask. */
+#define FNN_DROPOUT_CHUNK 64
 
 #define PHILOX_M0 0xD2511F53u
 #define PHILOX_M1 0xCD9E8D57u
@@ -243,3 +251,281 @@ void fnn_ddropout_apply(double *restrict x, const uint8_t *restrict mask, ptrdif
         memcpy(&x[i], &u, sizeof u);
     }
 }
+
+/* ---- fused inverted dropout: the mask words are applied to x while they are in registers ---- */
+
+/* One element: the byte of fnn_dropout_mask and the value of fnn_{s,d}dropout_apply. */
+static inline void sforward_one(uint32_t u, uint32_t threshold, float inv_keep, float *x,
+                                uint8_t *mask)
+{
+    const uint32_t keep = (uint32_t)(u < threshold);
+    const float y = *x * inv_keep;
+    uint32_t b;
+    memcpy(&b, &y, sizeof b);
+    b &= 0u - keep;
+    memcpy(x, &b, sizeof b);
+    if (mask)
+        *mask = (uint8_t)keep;
+}
+
+static inline void dforward_one(uint32_t u, uint32_t threshold, double inv_keep, double *x,
+                                uint8_t *mask)
+{
+    const uint64_t keep = (uint64_t)(u < threshold);
+    const double y = *x * inv_keep;
+    uint64_t b;
+    memcpy(&b, &y, sizeof b);
+    b &= 0u - keep;
+    memcpy(x, &b, sizeof b);
+    if (mask)
+        *mask = (uint8_t)keep;
+}
+
+/* Portable: elements 4q + w (q < nblk) from block blk + q. */
+static void sforward_blocks_scalar(uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo,
+                                   const uint32_t key[2], uint32_t threshold, float inv_keep,
+                                   float *x, uint8_t *mask)
+{
+    for (ptrdiff_t q = 0; q < nblk; q++) {
+        uint32_t u[4];
+        philox_block(blk + (uint64_t)q, layer, step_lo, key, u);
+        for (int w = 0; w < 4; w++)
+            sforward_one(u[w], threshold, inv_keep, x + 4 * q + w, mask ? mask + 4 * q + w : NULL);
+    }
+}
+
+static void dforward_blocks_scalar(uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo,
+                                   const uint32_t key[2], uint32_t threshold, double inv_keep,
+                                   double *x, uint8_t *mask)
+{
+    for (ptrdiff_t q = 0; q < nblk; q++) {
+        uint32_t u[4];
+        philox_block(blk + (uint64_t)q, layer, step_lo, key, u);
+        for (int w = 0; w < 4; w++)
+            dforward_one(u[w], threshold, inv_keep, x + 4 * q + w, mask ? mask + 4 * q + w : NULL);
+    }
+}
+
+#ifdef FNN_DROPOUT_AVX2
+/* Keep masks of 8 blocks (32 elements) in element order: out[j] holds blocks 2j and 2j + 1,
+ * words 0-3 each, as 0 / -1 per 32-bit lane; also the 32 mask bytes when mask != NULL. */
+__attribute__((target("avx2"))) static inline void keep32(const __m256i c[4], uint32_t threshold,
+                                                          uint8_t *mask, __m256i out[4])
+{
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i thr = _mm256_xor_si256(_mm256_set1_epi32((int)threshold), sign);
+    const __m256i m0 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c[0], sign));
+    const __m256i m1 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c[1], sign));
+    const __m256i m2 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c[2], sign));
+    const __m256i m3 = _mm256_cmpgt_epi32(thr, _mm256_xor_si256(c[3], sign));
+    if (mask) { /* as store_mask32 */
+        const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11,
+                                                   15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7,
+                                                   11, 15);
+        const __m256i bytes =
+            _mm256_packs_epi16(_mm256_packs_epi32(m0, m1), _mm256_packs_epi32(m2, m3));
+        _mm256_storeu_si256((__m256i *)mask, _mm256_and_si256(_mm256_shuffle_epi8(bytes, transpose),
+                                                              _mm256_set1_epi8(1)));
+    }
+    /* 4x4 transposes per 128-bit half: t_b = block b (half 0) | block b + 4 (half 1) */
+    const __m256i a01l = _mm256_unpacklo_epi32(m0, m1), a01h = _mm256_unpackhi_epi32(m0, m1);
+    const __m256i a23l = _mm256_unpacklo_epi32(m2, m3), a23h = _mm256_unpackhi_epi32(m2, m3);
+    const __m256i t0 = _mm256_unpacklo_epi64(a01l, a23l), t1 = _mm256_unpackhi_epi64(a01l, a23l);
+    const __m256i t2 = _mm256_unpacklo_epi64(a01h, a23h), t3 = _mm256_unpackhi_epi64(a01h, a23h);
+    out[0] = _mm256_permute2x128_si256(t0, t1, 0x20); /* blocks 0, 1 */
+    out[1] = _mm256_permute2x128_si256(t2, t3, 0x20); /* blocks 2, 3 */
+    out[2] = _mm256_permute2x128_si256(t0, t1, 0x31); /* blocks 4, 5 */
+    out[3] = _mm256_permute2x128_si256(t2, t3, 0x31); /* blocks 6, 7 */
+}
+
+/* 32 floats: x = keep ? x * inv_keep : +0 (the product's bits ANDed with the lane mask). */
+__attribute__((target("avx2"))) static inline void sapply32(const __m256i k[4], __m256 inv,
+                                                            float *x)
+{
+    for (int j = 0; j < 4; j++) {
+        const __m256 y = _mm256_mul_ps(_mm256_loadu_ps(x + 8 * j), inv);
+        _mm256_storeu_ps(x + 8 * j, _mm256_and_ps(y, _mm256_castsi256_ps(k[j])));
+    }
+}
+
+__attribute__((target("avx2"))) static inline void dapply32(const __m256i k[4], __m256d inv,
+                                                            double *x)
+{
+    for (int j = 0; j < 4; j++) {
+        const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(k[j]));
+        const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(k[j], 1));
+        const __m256d y0 = _mm256_mul_pd(_mm256_loadu_pd(x + 8 * j), inv);
+        const __m256d y1 = _mm256_mul_pd(_mm256_loadu_pd(x + 8 * j + 4), inv);
+        _mm256_storeu_pd(x + 8 * j, _mm256_and_pd(y0, _mm256_castsi256_pd(lo)));
+        _mm256_storeu_pd(x + 8 * j + 4, _mm256_and_pd(y1, _mm256_castsi256_pd(hi)));
+    }
+}
+
+/* As mask_blocks_avx2, applying each group of 64 mask words to x at once. */
+#define FNN_FORWARD_BLOCKS_AVX2(NAME, T, VT, SET1, APPLY, SCALAR)                                  \
+    __attribute__((target("avx2"))) static void NAME(                                            \
+        uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo, const uint32_t key[2],     \
+        uint32_t threshold, T inv_keep, T *x, uint8_t *mask)                                       \
+    {                                                                                              \
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                            \
+        const __m256i eight = _mm256_set1_epi32(8);                                                \
+        const VT inv = SET1(inv_keep);                                                             \
+        ptrdiff_t q = 0;                                                                           \
+        for (; q + 16 <= nblk; q += 16) {                                                          \
+            const uint64_t b = blk + (uint64_t)q;                                                  \
+            uint8_t *mq = mask ? mask + 4 * q : NULL;                                              \
+            if ((uint32_t)b > 0xFFFFFFF0u) {                                                       \
+                SCALAR(b, 16, layer, step_lo, key, threshold, inv_keep, x + 4 * q, mq);            \
+                continue;                                                                          \
+            }                                                                                      \
+            __m256i c[4], d[4], k[4];                                                              \
+            c[0] = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), lane);                    \
+            d[0] = _mm256_add_epi32(c[0], eight);                                                  \
+            c[1] = d[1] = _mm256_set1_epi32((int)(uint32_t)(b >> 32));                             \
+            c[2] = d[2] = _mm256_set1_epi32((int)layer);                                           \
+            c[3] = d[3] = _mm256_set1_epi32((int)step_lo);                                         \
+            philox8(c, key[0], key[1]);                                                            \
+            philox8(d, key[0], key[1]);                                                            \
+            keep32(c, threshold, mq, k);                                                           \
+            APPLY(k, inv, x + 4 * q);                                                              \
+            keep32(d, threshold, mq ? mq + 32 : NULL, k);                                          \
+            APPLY(k, inv, x + 4 * q + 32);                                                         \
+        }                                                                                          \
+        if (q < nblk)                                                                              \
+            SCALAR(blk + (uint64_t)q, nblk - q, layer, step_lo, key, threshold, inv_keep,          \
+                   x + 4 * q, mask ? mask + 4 * q : NULL);                                         \
+    }
+
+FNN_FORWARD_BLOCKS_AVX2(sforward_blocks_avx2, float, __m256, _mm256_set1_ps, sapply32,
+                        sforward_blocks_scalar)
+FNN_FORWARD_BLOCKS_AVX2(dforward_blocks_avx2, double, __m256d, _mm256_set1_pd, dapply32,
+                        dforward_blocks_scalar)
+#undef FNN_FORWARD_BLOCKS_AVX2
+#endif
+
+#ifdef _OPENMP
+#define FNN_THREAD_NUM() omp_get_thread_num()
+#define FNN_NUM_THREADS() omp_get_num_threads()
+#else
+#define FNN_THREAD_NUM() 0
+#define FNN_NUM_THREADS() 1
+#endif
+
+static int simd_ok(void)
+{
+#ifdef FNN_DROPOUT_AVX2
+    return have_avx2();
+#else
+    return 0;
+#endif
+}
+
+/* Whole blocks through the AVX2 path when avx2 != 0 (and it is compiled), else the portable one. */
+#ifdef FNN_DROPOUT_AVX2
+#define FNN_FORWARD_BLOCKS(NAME, T, SCALAR, AVX2)                                                  \
+    static void NAME(uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo,               \
+                     const uint32_t key[2], uint32_t threshold, T inv_keep, T *x, uint8_t *mask,   \
+                     int avx2)                                                                     \
+    {                                                                                              \
+        if (avx2)                                                                                  \
+            AVX2(blk, nblk, layer, step_lo, key, threshold, inv_keep, x, mask);                    \
+        else                                                                                       \
+            SCALAR(blk, nblk, layer, step_lo, key, threshold, inv_keep, x, mask);                  \
+    }
+#else
+#define FNN_FORWARD_BLOCKS(NAME, T, SCALAR, AVX2)                                                  \
+    static void NAME(uint64_t blk, ptrdiff_t nblk, uint32_t layer, uint32_t step_lo,               \
+                     const uint32_t key[2], uint32_t threshold, T inv_keep, T *x, uint8_t *mask,   \
+                     int avx2)                                                                     \
+    {                                                                                              \
+        (void)avx2;                                                                                \
+        SCALAR(blk, nblk, layer, step_lo, key, threshold, inv_keep, x, mask);                      \
+    }
+#endif
+FNN_FORWARD_BLOCKS(sforward_blocks, float, sforward_blocks_scalar, sforward_blocks_avx2)
+FNN_FORWARD_BLOCKS(dforward_blocks, double, dforward_blocks_scalar, dforward_blocks_avx2)
+#undef FNN_FORWARD_BLOCKS
+
+/* One thread's range [e, e + count): the rest of a partial head block, whole blocks, the start of
+ * a partial tail block (as fnn_dropout_mask). */
+#define FNN_FORWARD_RANGE(NAME, T, ONE, BLOCKS)                                                    \
+    static void NAME(const uint32_t key[2], uint32_t step_lo, uint32_t layer, uint64_t e,          \
+                     ptrdiff_t count, uint32_t threshold, T inv_keep, T *x, uint8_t *mask,         \
+                     int avx2)                                                                     \
+    {                                                                                              \
+        ptrdiff_t i = 0;                                                                           \
+        uint32_t u[4];                                                                             \
+        if (count <= 0)                                                                            \
+            return;                                                                                \
+        if (e & 3u) {                                                                              \
+            philox_block(e >> 2, layer, step_lo, key, u);                                          \
+            for (unsigned w = (unsigned)(e & 3u); w < 4 && i < count; w++, i++)                    \
+                ONE(u[w], threshold, inv_keep, x + i, mask ? mask + i : NULL);                     \
+            e += (uint64_t)i;                                                                      \
+        }                                                                                          \
+        const ptrdiff_t nblk = (count - i) / 4;                                                    \
+        if (nblk > 0) {                                                                            \
+            BLOCKS(e >> 2, nblk, layer, step_lo, key, threshold, inv_keep, x + i,                  \
+                   mask ? mask + i : NULL, avx2);                                                  \
+            i += 4 * nblk;                                                                         \
+            e += 4 * (uint64_t)nblk;                                                               \
+        }                                                                                          \
+        if (i < count) {                                                                           \
+            philox_block(e >> 2, layer, step_lo, key, u);                                          \
+            for (unsigned w = 0; i < count; w++, i++)                                              \
+                ONE(u[w], threshold, inv_keep, x + i, mask ? mask + i : NULL);                     \
+        }                                                                                          \
+    }
+FNN_FORWARD_RANGE(sforward_range, float, sforward_one, sforward_blocks)
+FNN_FORWARD_RANGE(dforward_range, double, dforward_one, dforward_blocks)
+#undef FNN_FORWARD_RANGE
+
+/* Thread t of nt takes [b(t), b(t + 1)) with b(t) = e0 + count * t / nt rounded down to a
+ * multiple of FNN_DROPOUT_CHUNK in the absolute index (b(0) = e0, b(nt) = e0 + count).  Every
+ * element's value depends on its index e only, so the split changes nothing but the speed. */
+static void thread_range(uint64_t e0, ptrdiff_t count, int t, int nt, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    const uint64_t end = e0 + (uint64_t)count;
+    uint64_t b[2];
+    for (int j = 0; j < 2; j++) {
+        const int k = t + j;
+        if (k == 0) {
+            b[j] = e0;
+        } else if (k >= nt) {
+            b[j] = end;
+        } else {
+            const uint64_t c = (uint64_t)count, n = (uint64_t)nt, kk = (uint64_t)k;
+            uint64_t v = e0 + c / n * kk + c % n * kk / n; /* floor(count * k / nt), no overflow */
+            v -= v % FNN_DROPOUT_CHUNK;
+            b[j] = v < e0 ? e0 : (v > end ? end : v);
+        }
+    }
+    *lo = (ptrdiff_t)(b[0] - e0);
+    *hi = (ptrdiff_t)(b[1] - e0);
+}
+
+#define FNN_DROPOUT_FORWARD(NAME, T, RANGE)                                                        \
+    void NAME(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, ptrdiff_t count,           \
+              uint32_t threshold, T inv_keep, T *x, uint8_t *mask, int n_threads)                  \
+    {                                                                                              \
+        if (count <= 0)                                                                            \
+            return;                                                                                \
+        const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};                          \
+        const uint32_t step_lo = (uint32_t)step;                                                   \
+        const uint64_t e = (uint64_t)e0;                                                           \
+        const int avx2 = simd_ok();                                                                \
+        if (n_threads > 1 && count >= FNN_DROPOUT_PAR_MIN) {                                       \
+            FNN_PRAGMA(omp parallel num_threads(n_threads))                                        \
+            {                                                                                      \
+                ptrdiff_t lo, hi;                                                                  \
+                thread_range(e, count, FNN_THREAD_NUM(), FNN_NUM_THREADS(), &lo, &hi);               \
+                RANGE(key, step_lo, layer, e + (uint64_t)lo, hi - lo, threshold, inv_keep, x + lo, \
+                      mask ? mask + lo : NULL, avx2);                                              \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        RANGE(key, step_lo, layer, e, count, threshold, inv_keep, x, mask, avx2);                  \
+    }
+FNN_DROPOUT_FORWARD(fnn_sdropout_forward, float, sforward_range)
+FNN_DROPOUT_FORWARD(fnn_ddropout_forward, double, dforward_range)
+#undef FNN_DROPOUT_FORWARD

@@ -136,6 +136,11 @@ double fnn_dloss_grad(fnn_loss loss, int m, int n, const double *Z, ptrdiff_t ld
  *
  * fnn_dropout_mask: mask[i] = kept(e0 + i) for i < count (1 kept, 0 dropped).
  * fnn_sdropout_apply: for i < count: x[i] = mask[i] ? x[i] * inv_keep : 0.
+ * fnn_sdropout_forward: both in one pass, the mask words applied while in registers: for i < count,
+ *   k = kept(e0 + i);  x[i] = k ? x[i] * inv_keep : +0;  mask[i] = k when mask != NULL (the mask
+ *   for the backward pass; NULL: not stored).  Bit-identical to fnn_dropout_mask followed by
+ *   fnn_sdropout_apply (AVX2 and portable paths alike).  Parallel over n_threads from 16384
+ *   elements, in ranges whose bounds are multiples of 64 in e: bit-identical for any n_threads.
  */
 void fnn_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
 uint32_t fnn_keep_threshold(double keep_prob); /* floor(keep_prob * 2^32), keep_prob in (0, 1) */
@@ -143,6 +148,12 @@ void fnn_dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, 
                       uint32_t threshold, uint8_t *mask);
 void fnn_sdropout_apply(float *x, const uint8_t *mask, ptrdiff_t count, float inv_keep);
 void fnn_ddropout_apply(double *x, const uint8_t *mask, ptrdiff_t count, double inv_keep);
+void fnn_sdropout_forward(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0,
+                          ptrdiff_t count, uint32_t threshold, float inv_keep, float *x,
+                          uint8_t *mask, int n_threads);
+void fnn_ddropout_forward(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0,
+                          ptrdiff_t count, uint32_t threshold, double inv_keep, double *x,
+                          uint8_t *mask, int n_threads);
 
 /* ---- mini-batch gather (gather.c) ---------------------------------------------------------
  * out[r, :] = X[idx[r], :] for r < m;  X has n columns and row stride ldx; out is (m, n) dense. */

@@ -5,7 +5,7 @@ every block size of the C code -- GEMM micro-tiles MR x NR (6 x 16 float / 6 x 8
 AVX2, 4 x 8 generic), cache blocks KC = 256, MC = 144 / 72, NC = 512 / 256 (src_c/gemm.c), the
 optimizer's parallel threshold 32768 (src_c/optim.c), batch norm's 64-column blocks and 16384
 parallel threshold (src_c/batchnorm.c), the 64-element AVX2 groups of the dropout masks
-(src_c/dropout.c).  Both dtypes, 1 and 2 threads.
+and the 16384-element parallel threshold of the fused dropout (src_c/dropout.c).  Both dtypes, 1 and 2 threads.
 
 Tolerances: the largest error relative to the largest magnitude of the reference result, 1e-12
 for float64 and 1e-5 for float32.  float32 kernels are checked against the reference evaluated in
@@ -398,6 +398,48 @@ def test_dropout_keep_rate_within_5_sigma(keep_prob):
     other = np.empty(count, dtype=np.uint8)
     _core.dropout_mask(12345, 7, 4, 1, keep_prob, other)
     assert not np.array_equal(mask, other)
+
+
+# fused forward: from 0 elements to past the parallel threshold (16384) and the AVX2 groups (64)
+FORWARD_COUNT = st.one_of(st.sampled_from([0, 1, 2, 3, 5, 63, 64, 65, 129, 16383, 16384, 16385,
+                                           40_003, 100_001]),
+                          st.integers(0, 1500))
+FORWARD_E0 = st.one_of(st.integers(0, 70), st.integers(0, 2**40).map(lambda e: 4 * e + 1),
+                       st.integers(4 * 2**32 - 300, 4 * 2**32 + 300), st.integers(0, 2**62))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_threads", THREADS)
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), step=st.integers(0, 2**64 - 1), layer=U32, e0=FORWARD_E0,
+       count=FORWARD_COUNT, keep_prob=st.one_of(st.sampled_from([0.5, 0.9, 1.0]),
+                                                st.floats(0.01, 0.99)),
+       data_seed=st.integers(0, 2**32 - 1))
+@example(seed=1, step=2, layer=3, e0=4 * 2**32 - 7, count=40_003, keep_prob=0.9, data_seed=0)
+@example(seed=1, step=2, layer=3, e0=5, count=100_001, keep_prob=0.5, data_seed=0)
+def test_dropout_forward_is_mask_then_apply_bit_for_bit(dtype, n_threads, seed, step, layer, e0,
+                                                        count, keep_prob, data_seed):
+    rng = np.random.default_rng(data_seed)
+    x = (rng.standard_normal(count) * 10).astype(dtype)
+    if count >= 3:
+        x[:3] = [np.inf, np.nan, -0.0]
+    want_mask = np.empty(count, dtype=np.uint8)
+    _core.dropout_mask(seed, step, layer, e0, keep_prob, want_mask)
+    want = x.copy()
+    _core.dropout_apply(want, want_mask, keep_prob)
+    got = x.copy()
+    mask = np.full(count, 7, dtype=np.uint8)
+    _core.dropout_forward(got, mask, seed, step, layer, e0, keep_prob, n_threads)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))   # bits, NaN and -0
+    no_mask = x.copy()
+    _core.dropout_forward(no_mask, None, seed, step, layer, e0, keep_prob, n_threads)
+    np.testing.assert_array_equal(no_mask.view(np.uint8), want.view(np.uint8))
+
+
+def test_dropout_forward_rejects_a_mask_of_another_length():
+    with pytest.raises(ValueError):
+        _core.dropout_forward(np.ones(10, np.float32), np.empty(9, np.uint8), 0, 0, 0, 0, 0.5, 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
