@@ -62,8 +62,8 @@ static void P(fwd_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int
         if (ctx->mask) {
             int64_t e0 = (int64_t)(i0 + r) * ctx->n_out + j0;
             uint8_t *mk = ctx->mask + e0;
-            fnn_dropout_mask(ctx->seed, ctx->step, ctx->layer, e0, nb, ctx->threshold, mk);
-            P(dropout_apply)(c, mk, nb, ctx->inv_keep);
+            P(dropout_forward)(ctx->seed, ctx->step, ctx->layer, e0, nb, ctx->threshold,
+                               ctx->inv_keep, c, mk, 1);
         }
     }
 }
