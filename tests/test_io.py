@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+from safetensors_edit import rewrite
 
 
 @pytest.fixture
@@ -53,27 +54,10 @@ def test_torch_reads_the_weights(trained):
     assert torch.equal(t["2.W"], torch.from_numpy(model.get_weights()["2.W"]))
 
 
-def _rewrite(path, mutate_header=None, mutate_data=None, truncate=None):
-    blob = open(path, "rb").read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    data = bytearray(blob[8 + n:])
-    if mutate_header:
-        mutate_header(header)
-    if mutate_data:
-        mutate_data(data)
-    h = json.dumps(header).encode()
-    out = struct.pack("<Q", len(h)) + h + bytes(data)
-    if truncate is not None:
-        out = out[:truncate]
-    with open(path, "wb") as f:
-        f.write(out)
-
-
 BAD = {
     "truncated": dict(truncate=500),
     "tiny": dict(truncate=5),
-    "flipped data byte": dict(mutate_data=lambda d: d.__setitem__(10, d[10] ^ 0xFF)),
+    "flipped data byte": dict(mutate_data=lambda h, d: d.__setitem__(10, d[10] ^ 0xFF)),
     "newer version": dict(mutate_header=lambda h: h["__metadata__"].update(format_version="99")),
     "foreign format": dict(mutate_header=lambda h: h["__metadata__"].update(format="other")),
     "no metadata": dict(mutate_header=lambda h: h.pop("__metadata__")),
@@ -89,7 +73,7 @@ BAD = {
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_files_raise_format_error(trained, name):
     _, path, _ = trained
-    _rewrite(path, **BAD[name])
+    rewrite(path, **BAD[name])
     with pytest.raises(fn.FormatError):
         fn.load(path)
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fastnn as fn
+from safetensors_edit import rewrite
 from fastnn import reference as ref
 
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=1e-6)}
@@ -275,26 +276,6 @@ def test_checkpoint_round_trip_is_bit_identical(tmp_path):
     assert straight["lr"] == [0.02] * 3 + [0.01] * 3 + [0.005] * 3 + [0.0025]
 
 
-def _rewrite(path, mutate_header=None, mutate_data=None, truncate=None, fix_checksum=False):
-    import hashlib
-    blob = open(path, "rb").read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    data = bytearray(blob[8 + n:])
-    if mutate_header:
-        mutate_header(header)
-    if mutate_data:
-        mutate_data(header, data)
-    if fix_checksum:
-        header["__metadata__"]["checksum"] = hashlib.sha256(bytes(data)).hexdigest()
-    h = json.dumps(header).encode()
-    out = struct.pack("<Q", len(h)) + h + bytes(data)
-    if truncate is not None:
-        out = out[:truncate]
-    with open(path, "wb") as f:
-        f.write(out)
-
-
 def _nan_in(name):
     def mutate(header, data):
         start = header[name]["data_offsets"][0]
@@ -339,7 +320,7 @@ def test_corrupt_checkpoint_refused(tmp_path, name):
     path = tmp_path / "ckpt.safetensors"
     trainer.save_checkpoint(path)
     fn.Trainer.load_checkpoint(path)  # intact: loads
-    _rewrite(path, **CORRUPT[name])
+    rewrite(path, **CORRUPT[name])
     with pytest.raises(fn.FormatError):
         fn.Trainer.load_checkpoint(path)
 
