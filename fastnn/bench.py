@@ -304,7 +304,7 @@ def _run_scaling_case(name, cfg, args, threads):
             "speedup": med[1] / med[threads]}
 
 
-def _best_time(fn_, number, repeat):
+def _median_time(fn_, number, repeat):
     """Median over ``repeat`` blocks of the mean time of ``number`` calls."""
     out = []
     for _ in range(repeat):
@@ -340,9 +340,9 @@ def _run_gemm_case(name, cfg, args, threads):
             np.matmul(A, B, out=C)
             _pause(args)       # BLAS workers asleep before fastnn is timed
             fn._core.gemm(A, B, C, threads)
-            t_f = _best_time(lambda: fn._core.gemm(A, B, C, threads), number, args.repeat)
+            t_f = _median_time(lambda: fn._core.gemm(A, B, C, threads), number, args.repeat)
             _pause(args)
-            t_b = _best_time(lambda: np.matmul(A, B, out=C), number, args.repeat)
+            t_b = _median_time(lambda: np.matmul(A, B, out=C), number, args.repeat)
             results[label] = {"fastnn_s": t_f, "blas_s": t_b, "fastnn_gflops": flop / t_f / 1e9,
                               "blas_gflops": flop / t_b / 1e9, "fastnn_vs_blas": t_b / t_f}
     return {"case": name, "kind": "gemm", "dtype": dtype, "batch_size": m,
@@ -370,7 +370,7 @@ def _run_adam_case(name, cfg, args, threads):
         fn._core.optim_step(3, 1e-3, 0.9, 0.999, 1e-8, 0.0, state["t"], p, g, v, s, threads)
     results = {}
     fastnn_step()
-    results["fastnn"] = {"step_s": _best_time(fastnn_step, number, args.repeat)}
+    results["fastnn"] = {"step_s": _median_time(fastnn_step, number, args.repeat)}
     _pause(args)
     refp, refv, refs = p.copy(), v.copy(), s.copy()
     rt = {"t": 0}
@@ -379,7 +379,7 @@ def _run_adam_case(name, cfg, args, threads):
         nonlocal refp, refv, refs
         rt["t"] += 1
         refp, refv, refs = ref.adam_step(refp, g, refv, refs, rt["t"], lr=1e-3)
-    results["reference"] = {"step_s": _best_time(ref_step, max(2, number // 10), args.repeat)}
+    results["reference"] = {"step_s": _median_time(ref_step, max(2, number // 10), args.repeat)}
     _pause(args)
     try:
         import torch
@@ -395,7 +395,7 @@ def _run_adam_case(name, cfg, args, threads):
             except (RuntimeError, TypeError, ValueError) as exc:
                 results[label] = {"skipped": str(exc)}
                 continue
-            results[label] = {"step_s": _best_time(topt.step, number, args.repeat)}
+            results[label] = {"step_s": _median_time(topt.step, number, args.repeat)}
             _pause(args)
     except ImportError as exc:
         results["torch_fused"] = {"skipped": f"not installed ({exc})"}
@@ -428,7 +428,7 @@ def _run_dropout_case(name, cfg, args, threads):
         out = []
         for _ in range(args.repeat):
             np.copyto(x, x0)
-            out.append(_best_time(f, number, 1))
+            out.append(_median_time(f, number, 1))
         return _median(out)
     results = {}
     fastnn_dropout()

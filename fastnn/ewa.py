@@ -120,6 +120,19 @@ class EWA:
         self.raw = self.beta * self.raw + (1 - self.beta) * x
         return self.value
 
+    def update_many(self, values):
+        """Add every element of ``values`` in order (the same recurrence, and the same bits, as
+        calling :meth:`update` on each); validated once.  Returns :attr:`value`."""
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if not np.all(np.isfinite(values)):
+            raise ValueError("values must be finite, got NaN or infinity")
+        beta, raw = self.beta, self.raw
+        for x in values.tolist():
+            raw = beta * raw + (1 - beta) * x
+        self.raw = raw
+        self.t += values.size
+        return self.value
+
     @property
     def value(self):
         """The current average (bias-corrected if so configured); NaN before any update."""

@@ -335,8 +335,7 @@ class Trainer:
                     elapsed = time.perf_counter() - tic
                     loss_sum += float(costs @ sizes[k:k + costs.size])
                     err_sum += int(errors.sum())
-                    for cost in costs:
-                        smooth.update(float(cost))
+                    smooth.update_many(costs)
                     if costs.size:
                         last_finite = float(costs[-1])
                     k += costs.size

@@ -90,3 +90,17 @@ def test_ewa_state_round_trips_through_json():
 def test_argument_errors(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call()
+
+
+def test_update_many_equals_repeated_update_bit_for_bit():
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal(257) * 10
+    one, many = EWA(0.98), EWA(0.98)
+    for x in values:
+        one.update(x)
+    many.update_many(values[:100])
+    many.update_many(values[100:])
+    assert many.t == one.t == 257
+    assert many.raw == one.raw and many.value == one.value
+    with pytest.raises(ValueError, match="finite"):
+        many.update_many([1.0, float("nan")])
