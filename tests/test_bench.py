@@ -50,15 +50,39 @@ def test_tiny_case_json(tmp_path, capsys):
 
 
 def test_micro_cases(tmp_path):
-    doc = _run(tmp_path, "--cases", "adam,dropout,gemm", "--peers", "fastnn")
+    doc = _run(tmp_path, "--cases", "adam,dropout,gemm,peak,threads", "--peers", "fastnn")
     cases = {c["case"]: c for c in doc["cases"]}
     assert cases["adam"]["n_params"] == 535_818
     assert _positive(cases["adam"]["results"]["fastnn"]["step_s"])
     assert _positive(cases["dropout"]["results"]["fastnn"]["ns_per_element"])
     for r in cases["gemm"]["results"].values():
         assert _positive(r["fastnn_gflops"]) and _positive(r["blas_gflops"])
+    assert set(cases["peak"]["results"]) == {"float32_1t", "float64_1t"}    # --threads 1
+    for r in cases["peak"]["results"].values():
+        assert _positive(r["fastnn_gflops"]) and _positive(r["blas_gflops"])
+    th = cases["threads"]["results"]
+    if "skipped" not in th:
+        assert th["n_samples"] > 0 and th["fastnn_threads"] == 1
+        assert 0 <= th["max_runnable"] <= th["max_threads"]
     for row in doc["targets"]:
-        assert set(row) == {"case", "target", "measured", "met"}
+        assert set(row) == {"case", "target", "measured", "met", "note"}
+
+
+def test_targets_name_the_rate_they_need():
+    """A speed target against a peer, restated as the GEMM rate it needs, is checked against
+    the best rate measured here: 1.44e11 FLOP, peer 2 s, goal 4x -> 288.8 GFLOP/s."""
+    cases = [{"case": "mnist-b128", "dtype": "float32", "flop_per_epoch": 1.444e11,
+              "results": {"fastnn": {"ratio_to_fastnn": 1.0, "median_s": 1.0},
+                          "torch": {"ratio_to_fastnn": 2.0, "median_s": 2.0}}},
+             {"case": "peak", "threads": 2,
+              "results": {"float32_2t": {"threads": 2, "fastnn_gflops": 100.0,
+                                         "blas_gflops": 150.0},
+                          "float32_1t": {"threads": 1, "fastnn_gflops": 500.0,
+                                         "blas_gflops": 500.0}}}]
+    (row,) = [r for r in bench._targets(cases) if "torch" in r[1]]
+    case, target, measured, met, note = row
+    assert measured == "2.00x" and not met
+    assert note == "needs 289 GFLOP/s; best GEMM here 150 (unreachable)"
 
 
 def test_peer_subset_and_flop_count(tmp_path):

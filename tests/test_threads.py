@@ -1,4 +1,5 @@
 """Thread control: one place decides, threadpoolctl and the environment are obeyed."""
+import json
 import os
 import subprocess
 import sys
@@ -50,3 +51,51 @@ def test_environment_variable(value, ok):
         assert res.stdout.strip() == expected
     else:
         assert res.returncode != 0 and "FASTNN_NUM_THREADS" in res.stderr
+
+
+_OVERSUB_CHILD = r"""
+import json, sys, threading, time
+import numpy as np
+import fastnn as fn
+from fastnn.bench import _ThreadSampler
+
+X, y = fn.datasets.synthetic_mnist(4096, seed=0)
+def fit():
+    model = fn.MLP(784, [fn.Dense(256), fn.Dense(10, "softmax")], seed=0)
+    fn.Trainer(model, fn.optim.Adam(1e-3), batch_size=128, seed=0).fit(
+        X, y, epochs=int(sys.argv[1]), progress=False)
+
+fit()                                   # warm-up: the OpenMP team exists
+np.dot(X[:512].T, X[:512])              # and the BLAS pool has run, as in a user's script
+time.sleep(0.3)
+with _ThreadSampler() as alone:
+    fit()
+# Control: two fits at once from two Python threads, each with its own 2-thread team,
+# really are oversubscribed; the sampler must see it.
+pair = [threading.Thread(target=fit) for _ in range(2)]
+with _ThreadSampler() as both:
+    for t in pair: t.start()
+    for t in pair: t.join()
+print(json.dumps({"alone": alone.summary(), "both": both.summary()}))
+"""
+
+
+def test_fit_never_runs_more_threads_than_given():
+    """No oversubscription, measured by the OS: during a fit with 2 fastnn threads at most 2 of
+    the process's threads (any pool: fastnn's OpenMP team, numpy's OpenBLAS) are runnable, while
+    two concurrent fits, the control, show more."""
+    if not (_has_proc_tasks() and fn._core.has_openmp()):
+        pytest.skip("needs Linux /proc and an OpenMP build")
+    env = dict(os.environ, FASTNN_NUM_THREADS="2")
+    res = subprocess.run([sys.executable, "-c", _OVERSUB_CHILD, "6"], env=env, cwd=HERE,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    alone, both = out["alone"], out["both"]
+    assert alone["n_samples"] >= 50
+    assert 1 <= alone["max_runnable"] <= 2, alone
+    assert both["max_runnable"] >= 3, both       # the instrument does see oversubscription
+
+
+def _has_proc_tasks():
+    return os.path.isdir("/proc/self/task")
