@@ -26,6 +26,23 @@ static void FNN_(gemm_epilogue)(const FNN_(gemm_job) *job, int i0, int j0, int m
     job->ep(job->ep_ctx, job->C_user + (ptrdiff_t)i0 * job->ldc + j0, job->ldc, i0, j0, mb, nb);
 }
 
+/* Prefetch the lines of an mr x nr tile of C (row stride rsc, column stride csc) for writing. */
+static inline void FNN_(prefetch_tile)(const FNN_REAL *c, ptrdiff_t rsc, ptrdiff_t csc, int mr,
+                                       int nr)
+{
+    if (csc == 1) {
+        for (int i = 0; i < mr; i++) {
+            __builtin_prefetch(c + i * rsc, 1, 3);
+            __builtin_prefetch(c + i * rsc + nr - 1, 1, 3);
+        }
+    } else {
+        for (int j = 0; j < nr; j++) {
+            __builtin_prefetch(c + j * csc, 1, 3);
+            __builtin_prefetch(c + j * csc + mr * rsc - rsc, 1, 3);
+        }
+    }
+}
+
 /* The share of thread `tid` of `nthr`: a rectangle of micro-tiles of C.  Columns (micro-panels
  * of NR) are split first; rows (micro-panels of MR) only when there are fewer column panels than
  * threads.  Any split gives the same bits (see gemm_kernels.h), so this may use nthr freely.
@@ -104,11 +121,20 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
                 /* Loop 2: B micro-panels (kc x NR); each stays in L1 across loop 1. */
                 for (int jr = 0; jr < nb; jr += NR) {
                     const FNN_REAL *b = Bp + (ptrdiff_t)jr * kc;
-                    /* Loop 1: A micro-panels (MR x kc): one micro-kernel call per MR x NR tile. */
-                    for (int ir = 0; ir < mb; ir += MR)
+                    /* Loop 1: A micro-panels (MR x kc): one micro-kernel call per MR x NR tile.
+                     * The next tile of C is prefetched while this one computes: its lines come
+                     * from L3 or memory, and the kernel would otherwise wait for them. */
+                    for (int ir = 0; ir < mb; ir += MR) {
+                        const int nir = ir + MR < mb ? ir + MR : 0;
+                        const int njr = ir + MR < mb ? jr : jr + NR;
+                        if (njr < nb)
+                            FNN_(prefetch_tile)(job->C + (ic + nir) * job->rsc + (jc + njr) * job->csc,
+                                                job->rsc, job->csc, imin(MR, mb - nir),
+                                                imin(NR, nb - njr));
                         u->kernel(kc, A_blk + ir * (pl->a_in_place ? rsa : kc), rsa, csa, b,
                                   job->C + (ic + ir) * job->rsc + (jc + jr) * job->csc,
                                   job->rsc, job->csc, imin(MR, mb - ir), imin(NR, nb - jr), pass > 0);
+                    }
                 }
                 /* The mb x nb block now holds its final values and is still in cache. */
                 if (last && job->ep) FNN_(gemm_epilogue)(job, ic, jc, mb, nb);
