@@ -45,6 +45,22 @@ def _serialize(tensors, metadata):
     return out
 
 
+
+def _current_umask():
+    """The process's umask, read without changing it where the kernel reports it (Linux 4.7+:
+    /proc/self/status), so that threads creating files meanwhile never see a umask of 0.
+    Elsewhere it is read by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
 def _atomic_write(path, data):
     """Write bytes to path via a temporary file in the same folder, fsync, os.replace."""
     path = os.fspath(path)
@@ -52,9 +68,7 @@ def _atomic_write(path, data):
     fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=folder)
     try:
         # mkstemp creates the file 0600; give it the permissions open() would (0666 & ~umask)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

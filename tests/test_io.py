@@ -132,3 +132,21 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_save_leaves_the_umask_alone(tmp_path, monkeypatch):
+    """Saving must not set the process umask even for an instant (threads creating files
+    meanwhile would get world-writable files): where /proc reports it, it is only read."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs Linux /proc")
+    old = os.umask(0o027)
+    try:
+        def forbidden(mask):
+            raise AssertionError(f"os.umask({mask:o}) called while saving")
+        monkeypatch.setattr(os, "umask", forbidden)
+        path = tmp_path / "m.safetensors"
+        fn.MLP(3, [fn.Dense(2, "softmax")]).save(path)
+        monkeypatch.undo()
+        assert (path.stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
