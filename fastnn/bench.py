@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -445,7 +446,7 @@ def _run_dropout_case(name, cfg, args, threads):
     def numpy_dropout():
         return x0 * (nrng.random(count, dtype=np.float32) < keep) / np.float32(keep)
     calls = {"fastnn": fastnn_dropout, "numpy": numpy_dropout}
-    results = {}
+    skipped = {}
     try:
         import torch
         torch.set_num_threads(threads)
@@ -456,13 +457,13 @@ def _run_dropout_case(name, cfg, args, threads):
             return drop(xt, p=1.0 - keep, training=True)
         calls["torch"] = torch_dropout
     except ImportError as exc:
-        results["torch"] = {"skipped": f"not installed ({exc})"}
+        skipped["torch"] = {"skipped": f"not installed ({exc})"}
     for f in calls.values():
         f()
     # x is reset before each block so that the repeated in-place scaling stays finite
     t = _interleaved(calls, number, args, reset=lambda: np.copyto(x, x0))
-    for k in calls:
-        results[k] = {"call_s": t[k]}
+    results = {k: {"call_s": t[k]} for k in calls}
+    results.update(skipped)
     base = results["fastnn"]["call_s"]
     for r in results.values():
         if "call_s" in r:
@@ -534,7 +535,6 @@ class _ThreadSampler:
     more runnable threads than cores, whichever pool (fastnn's OpenMP, BLAS, ...) they belong to."""
 
     def __init__(self, interval_s=0.001):
-        import threading
         self.interval_s = interval_s
         self.samples = []           # (runnable, total)
         self._stop = threading.Event()
@@ -546,7 +546,6 @@ class _ThreadSampler:
         return os.path.isdir("/proc/self/task")
 
     def _run(self):
-        import threading
         me = str(threading.get_native_id())
         while not self._stop.is_set():
             runnable = total = 0

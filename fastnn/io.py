@@ -45,7 +45,6 @@ def _serialize(tensors, metadata):
     return out
 
 
-
 def _current_umask():
     """The process's umask, read without changing it where the kernel reports it (Linux 4.7+:
     /proc/self/status), so that threads creating files meanwhile never see a umask of 0.
@@ -60,6 +59,7 @@ def _current_umask():
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
 
 def _atomic_write(path, data):
     """Write bytes to path via a temporary file in the same folder, fsync, os.replace."""

@@ -84,7 +84,7 @@ def test_fit_never_runs_more_threads_than_given():
     """No oversubscription, measured by the OS: during a fit with 2 fastnn threads at most 2 of
     the process's threads (any pool: fastnn's OpenMP team, numpy's OpenBLAS) are runnable, while
     two concurrent fits, the control, show more."""
-    if not (_has_proc_tasks() and fn._core.has_openmp()):
+    if not (os.path.isdir("/proc/self/task") and fn._core.has_openmp()):
         pytest.skip("needs Linux /proc and an OpenMP build")
     env = dict(os.environ, FASTNN_NUM_THREADS="2")
     res = subprocess.run([sys.executable, "-c", _OVERSUB_CHILD, "6"], env=env, cwd=HERE,
@@ -95,7 +95,3 @@ def test_fit_never_runs_more_threads_than_given():
     assert alone["n_samples"] >= 50
     assert 1 <= alone["max_runnable"] <= 2, alone
     assert both["max_runnable"] >= 3, both       # the instrument does see oversubscription
-
-
-def _has_proc_tasks():
-    return os.path.isdir("/proc/self/task")
