@@ -111,3 +111,22 @@ def test_cli_hooks():
     args = parser.parse_args(["--quick", "--cases", "tiny-b64"])
     assert args.quick and args.cases == "tiny-b64" and args.repeat == 3
     assert callable(bench.run)
+
+
+def test_ab_builds_loads_two_builds_side_by_side(capsys):
+    """benchmarks/ab_builds.py (kernel A/B in one process): the same build twice runs, and each
+    copy is a module of its own."""
+    import importlib.util
+    import os
+
+    import fastnn as fn
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks", "ab_builds.py")
+    if not os.path.exists(path):
+        pytest.skip("benchmarks/ not beside the tests")
+    spec = importlib.util.spec_from_file_location("ab_builds", path)
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    so = fn._core.__file__
+    assert ab.main([so, so, "--what", "gemm", "--rounds", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fwd1 128x784x512" in out and out.count("build1") >= 6
