@@ -20,9 +20,10 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+from fastnn.bench import _median_time
 
 
 def load_builds(paths, tmp):
@@ -36,13 +37,6 @@ def load_builds(paths, tmp):
     for i in range(len(paths)):
         mods.append(importlib.import_module(f"_fastnn_ab{i}._core"))
     return mods
-
-
-def _block(f, number):
-    t0 = time.perf_counter()
-    for _ in range(number):
-        f()
-    return (time.perf_counter() - t0) / number
 
 
 def _report(label, times, flop=None):
@@ -74,7 +68,8 @@ def ab_gemm(mods, args):
         for r in range(args.rounds):
             order = list(enumerate(mods)) if r % 2 == 0 else list(enumerate(mods))[::-1]
             for i, mod in order:
-                times[i].append(_block(lambda: mod.gemm(A, B, C, args.threads), number))
+                times[i].append(
+                    _median_time(lambda: mod.gemm(A, B, C, args.threads), number, 1))
         _report(label, times, flop)
 
 

@@ -531,8 +531,9 @@ def _run_memory_case(name, cfg, args, threads):
 class _ThreadSampler:
     """Samples this process's OS threads from /proc/self/task about every millisecond in a
     background thread: for each sample, how many (other than the sampler) are runnable (state
-    R: running or waiting for a core, spinning included) and how many exist.  Oversubscription is
-    more runnable threads than cores, whichever pool (fastnn's OpenMP, BLAS, ...) they belong to."""
+    R: running or waiting for a core, spinning included) and how many exist.  Oversubscription
+    is more runnable threads than cores, whichever pool (fastnn's OpenMP, BLAS, ...) they are
+    from."""
 
     def __init__(self, interval_s=0.001):
         self.interval_s = interval_s
@@ -804,12 +805,21 @@ def _targets(cases):
             if r is None:
                 continue
             c = by[case]
-            # The target as a rate: the epoch's GEMM work in peer's time / goal.
+            # The target as a rate: the epoch's GEMM work in peer's time / goal, against the
+            # rate of the same products alone through BLAS (the GEMM floor) and the best rate
+            # of any GEMM here (the peak case): above the latter no implementation meets it.
             need = c["flop_per_epoch"] * goal / c["results"][peer]["median_s"] / 1e9
-            best = peak(c["dtype"])
             note = f"needs {need:.0f} GFLOP/s"
+            floor = c["results"].get("gemm_floor", {}).get("gflops")
+            if floor is not None:
+                note += f"; GEMM floor {floor:.0f}"
+            best = peak(c["dtype"])
             if best is not None:
-                note += f"; best GEMM here {best:.0f}" + (" (unreachable)" if need > best else "")
+                note += f"; best GEMM here {best:.0f}"
+            if best is not None and need > best:
+                note += " (unreachable)"
+            elif floor is not None and need > floor:
+                note += " (above the floor)"
             rows.append((case, f">= {goal:g}x faster than {peer}", f"{r:.2f}x", r >= goal, note))
     for case in ("mnist-b128", "mnist-b512", "mnist-f64-b128"):
         r = ratio(case, "gemm_floor")

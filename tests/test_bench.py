@@ -73,7 +73,9 @@ def test_targets_name_the_rate_they_need():
     the best rate measured here: 1.44e11 FLOP, peer 2 s, goal 4x -> 288.8 GFLOP/s."""
     cases = [{"case": "mnist-b128", "dtype": "float32", "flop_per_epoch": 1.444e11,
               "results": {"fastnn": {"ratio_to_fastnn": 1.0, "median_s": 1.0},
-                          "torch": {"ratio_to_fastnn": 2.0, "median_s": 2.0}}},
+                          "torch": {"ratio_to_fastnn": 2.0, "median_s": 2.0},
+                          "gemm_floor": {"ratio_to_fastnn": 0.8, "median_s": 0.8,
+                                         "gflops": 180.5}}},
              {"case": "peak", "threads": 2,
               "results": {"float32_2t": {"threads": 2, "fastnn_gflops": 100.0,
                                          "blas_gflops": 150.0},
@@ -82,7 +84,11 @@ def test_targets_name_the_rate_they_need():
     (row,) = [r for r in bench._targets(cases) if "torch" in r[1]]
     case, target, measured, met, note = row
     assert measured == "2.00x" and not met
-    assert note == "needs 289 GFLOP/s; best GEMM here 150 (unreachable)"
+    assert note == "needs 289 GFLOP/s; GEMM floor 180; best GEMM here 150 (unreachable)"
+    # below the best rate but above the floor's: said so, not called unreachable
+    cases[1]["results"]["float32_2t"]["blas_gflops"] = 300.0
+    (row,) = [r for r in bench._targets(cases) if "torch" in r[1]]
+    assert row[4] == "needs 289 GFLOP/s; GEMM floor 180; best GEMM here 300 (above the floor)"
 
 
 def test_peer_subset_and_flop_count(tmp_path):
