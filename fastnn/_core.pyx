@@ -1,9 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# Design: this module only converts and releases the GIL.  The C kernels of src_c/ (contract in
-# src_c/fastnn.h) do the work; the Python layer (fastnn/*.py) has validated every argument
-# (dtypes, shapes, ranges) before anything here is called.  Typed memoryviews still refuse a
-# wrong dtype or a non-contiguous array with a ValueError, so a slip cannot crash the process.
-# One fused type covers float32/float64: `if floating is float` picks the s- or d-kernel.
+# Design: this module only checks, converts and releases the GIL.  The C kernels of src_c/
+# (contract in src_c/fastnn.h) do the work; the Python layer (fastnn/*.py) validates user
+# arguments with messages for users before anything here is called.  This layer still checks
+# every size a kernel would trust (shapes that must agree, indices inside their arrays, the dtype
+# a compiled network was built for), so that no call from Python can make a kernel read or write
+# outside its buffers: a slip raises ValueError/TypeError, never crashes the process.  Typed
+# memoryviews refuse a wrong dtype or a non-contiguous array.  One fused type covers
+# float32/float64: `if floating is float` picks the s- or d-kernel.
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
@@ -26,12 +29,13 @@ cdef extern from "fastnn.h" nogil:
     const char *fnn_gemm_kernel_name()
 
     size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
-    void fnn_sgemm(int m, int n, int k, const float *A, Py_ssize_t rsa, Py_ssize_t csa,
-                   const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C, Py_ssize_t ldc,
-                   fnn_sepilogue ep, void *ep_ctx, void *ws, int n_threads)
-    void fnn_dgemm(int m, int n, int k, const double *A, Py_ssize_t rsa, Py_ssize_t csa,
-                   const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C, Py_ssize_t ldc,
-                   fnn_depilogue ep, void *ep_ctx, void *ws, int n_threads)
+    int FNN_OK, FNN_EINVAL, FNN_EWORKSPACE, FNN_ENOMEM
+    int fnn_sgemm(int m, int n, int k, const float *A, Py_ssize_t rsa, Py_ssize_t csa,
+                  const float *B, Py_ssize_t rsb, Py_ssize_t csb, float *C, Py_ssize_t ldc,
+                  fnn_sepilogue ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads)
+    int fnn_dgemm(int m, int n, int k, const double *A, Py_ssize_t rsa, Py_ssize_t csa,
+                  const double *B, Py_ssize_t rsb, Py_ssize_t csb, double *C, Py_ssize_t ldc,
+                  fnn_depilogue ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads)
 
     void fnn_sact_forward(fnn_act act, float *x, Py_ssize_t count)
     void fnn_dact_forward(fnn_act act, double *x, Py_ssize_t count)
@@ -90,43 +94,69 @@ cdef extern from "fastnn.h" nogil:
     ctypedef struct fnn_dnet:
         pass
     fnn_snet *fnn_snet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
-                              float *params, float *grads, float *buffers, int max_rows, int max_threads)
+                              float *params, Py_ssize_t n_params, float *grads, float *buffers,
+                              Py_ssize_t n_buffers, int max_rows, int max_threads, int *status)
     fnn_dnet *fnn_dnet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
-                              double *params, double *grads, double *buffers, int max_rows, int max_threads)
+                              double *params, Py_ssize_t n_params, double *grads, double *buffers,
+                              Py_ssize_t n_buffers, int max_rows, int max_threads, int *status)
     void fnn_snet_free(fnn_snet *net)
     void fnn_dnet_free(fnn_dnet *net)
-    void fnn_snet_forward(fnn_snet *net, int m, const float *X, Py_ssize_t ldx, int training,
-                          uint64_t seed, uint64_t step, float *out, Py_ssize_t ldo, int n_threads)
-    void fnn_dnet_forward(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, int training,
-                          uint64_t seed, uint64_t step, double *out, Py_ssize_t ldo, int n_threads)
-    void fnn_snet_evaluate(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
-                           const int32_t *labels, const float *Y, Py_ssize_t ldy, int n_threads,
-                           fnn_pass_result *res)
-    void fnn_dnet_evaluate(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
-                           const int32_t *labels, const double *Y, Py_ssize_t ldy, int n_threads,
-                           fnn_pass_result *res)
-    void fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
-                            const int32_t *labels, const float *Y, Py_ssize_t ldy,
-                            int training, uint64_t seed, uint64_t step, double l2_coef,
-                            int n_threads, fnn_pass_result *res)
-    void fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
-                            const int32_t *labels, const double *Y, Py_ssize_t ldy,
-                            int training, uint64_t seed, uint64_t step, double l2_coef,
-                            int n_threads, fnn_pass_result *res)
+    int fnn_snet_forward(fnn_snet *net, int m, const float *X, Py_ssize_t ldx, int training,
+                         uint64_t seed, uint64_t step, float *out, Py_ssize_t ldo, int n_threads)
+    int fnn_dnet_forward(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, int training,
+                         uint64_t seed, uint64_t step, double *out, Py_ssize_t ldo, int n_threads)
+    size_t fnn_snet_infer_ws_size(const fnn_snet *net, int m, int n_threads)
+    size_t fnn_dnet_infer_ws_size(const fnn_dnet *net, int m, int n_threads)
+    int fnn_snet_infer(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx, float *out,
+                       Py_ssize_t ldo, void *ws, size_t ws_bytes, int n_threads)
+    int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, double *out,
+                       Py_ssize_t ldo, void *ws, size_t ws_bytes, int n_threads)
+    int fnn_snet_evaluate(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
+                          const int32_t *labels, const float *Y, Py_ssize_t ldy, void *ws,
+                          size_t ws_bytes, int n_threads, fnn_pass_result *res)
+    int fnn_dnet_evaluate(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
+                          const int32_t *labels, const double *Y, Py_ssize_t ldy, void *ws,
+                          size_t ws_bytes, int n_threads, fnn_pass_result *res)
+    int fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
+                           const int32_t *labels, const float *Y, Py_ssize_t ldy,
+                           int training, uint64_t seed, uint64_t step, double l2_coef,
+                           int n_threads, fnn_pass_result *res)
+    int fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
+                           const int32_t *labels, const double *Y, Py_ssize_t ldy,
+                           int training, uint64_t seed, uint64_t step, double l2_coef,
+                           int n_threads, fnn_pass_result *res)
     int fnn_snet_train_steps(fnn_snet *net, int64_t count, int bs, const int64_t *idx,
-                             const float *X, Py_ssize_t ldx,
+                             const float *X, int64_t n_rows, Py_ssize_t ldx,
                              const int32_t *labels, const float *Y, Py_ssize_t ldy,
                              uint64_t seed, uint64_t step0, double l2_coef,
-                             const fnn_optim_params *op, Py_ssize_t n_params, float *params,
-                             const float *grads, float *v, float *s,
-                             int n_threads, fnn_pass_result *res)
+                             const fnn_optim_params *op, float *v, float *s,
+                             int n_threads, fnn_pass_result *res, int *n_done)
     int fnn_dnet_train_steps(fnn_dnet *net, int64_t count, int bs, const int64_t *idx,
-                             const double *X, Py_ssize_t ldx,
+                             const double *X, int64_t n_rows, Py_ssize_t ldx,
                              const int32_t *labels, const double *Y, Py_ssize_t ldy,
                              uint64_t seed, uint64_t step0, double l2_coef,
-                             const fnn_optim_params *op, Py_ssize_t n_params, double *params,
-                             const double *grads, double *v, double *s,
-                             int n_threads, fnn_pass_result *res)
+                             const fnn_optim_params *op, double *v, double *s,
+                             int n_threads, fnn_pass_result *res, int *n_done)
+
+
+cdef int _check_status(int rc, what) except -1:
+    """Raise for a C status code (the C side checks what it was given; see fastnn.h)."""
+    if rc == FNN_OK:
+        return 0
+    if rc == FNN_EWORKSPACE:
+        raise ValueError(f"{what}: the workspace is too small for this call")
+    if rc == FNN_ENOMEM:
+        raise MemoryError(f"{what}: out of memory")
+    raise ValueError(f"{what}: sizes that disagree with the compiled network")
+
+
+cdef char *_aligned_ws(size_t nbytes, list keep):
+    """A 64-byte aligned scratch of nbytes; `keep` holds the array that owns it."""
+    arr = np.empty(nbytes + 64, dtype=np.uint8)
+    keep.append(arr)
+    cdef uint8_t[::1] view = arr
+    cdef char *p = <char *>&view[0]
+    return p + ((64 - (<size_t>p) % 64) % 64)
 
 
 # The layout of fnn_pass_result, for arrays of per-step results.
@@ -153,28 +183,57 @@ def gemm_kernel_name():
 
 # ---- single kernels (the tests compare each with fastnn.reference) ---------------------------
 
-def gemm(const floating[:, :] A, const floating[:, :] B, floating[:, ::1] C, int n_threads=1):
-    """C = A @ B; A and B may be any strided 2-D views (transposes are strides).  # OUT: C"""
+def gemm(const floating[:, :] A, const floating[:, :] B, floating[:, ::1] C, int n_threads=1,
+         ws_bytes=None):
+    """C = A @ B; A and B may be any strided 2-D views (transposes are strides).  # OUT: C
+
+    The workspace is ``gemm_ws_size(m, n, k, n_threads)`` bytes, or exactly ``ws_bytes`` (the
+    test of the workspace contract: the kernel refuses one too small with ValueError)."""
     cdef int m = A.shape[0], k = A.shape[1], n = B.shape[1]
+    if B.shape[0] != k or C.shape[0] != m or C.shape[1] != n:
+        raise ValueError(f"gemm: shapes {(A.shape[0], A.shape[1])} @ {(B.shape[0], B.shape[1])} -> {(C.shape[0], C.shape[1])} disagree")
     cdef Py_ssize_t rsa = A.strides[0] // sizeof(floating), csa = A.strides[1] // sizeof(floating)
     cdef Py_ssize_t rsb = B.strides[0] // sizeof(floating), csb = B.strides[1] // sizeof(floating)
-    cdef size_t wsb = fnn_gemm_ws_size(m, n, k, n_threads, sizeof(floating))
-    ws = np.empty(wsb // 8 + 16, dtype=np.float64)
-    cdef double[::1] wsv = ws
-    cdef char *wsp = <char *>&wsv[0]
-    wsp = wsp + ((64 - (<size_t>wsp) % 64) % 64)
+    cdef size_t wsb = (fnn_gemm_ws_size(m, n, k, n_threads, sizeof(floating)) if ws_bytes is None
+                       else ws_bytes)
+    keep = []
+    cdef char *wsp = _aligned_ws(wsb, keep)
     cdef const floating *pa = &A[0, 0] if m > 0 and k > 0 else NULL
     cdef const floating *pb = &B[0, 0] if k > 0 and n > 0 else NULL
     cdef floating *pc = &C[0, 0] if m > 0 and n > 0 else NULL
+    cdef int rc
     with nogil:
         if floating is float:
-            fnn_sgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp, n_threads)
+            rc = fnn_sgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp,
+                           wsb, n_threads)
         else:
-            fnn_dgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp, n_threads)
+            rc = fnn_dgemm(m, n, k, pa, rsa, csa, pb, rsb, csb, pc, C.shape[1], NULL, NULL, wsp,
+                           wsb, n_threads)
+    _check_status(rc, "gemm")
+
+
+def gemm_ws_size(int m, int n, int k, int n_threads, int itemsize):
+    """Bytes of workspace that serve every GEMM of at most (m, n, k) on n_threads threads."""
+    return fnn_gemm_ws_size(m, n, k, n_threads, itemsize)
+
+
+cdef int _check_act(int act, what) except -1:
+    if act < 0 or act > 5:
+        raise ValueError(f"{what}: activation code {act} is not an activation")
+    return 0
+
+
+cdef int _check_len(Py_ssize_t got, Py_ssize_t want, name) except -1:
+    if got != want:
+        raise ValueError(f"{name} has {got} elements, expected {want}")
+    return 0
 
 
 def act_forward(int act, floating[::1] x):
     """x = g(x) in place.  # IN/OUT: x"""
+    _check_act(act, "act_forward")
+    if x.shape[0] == 0:
+        return
     with nogil:
         if floating is float:
             fnn_sact_forward(<fnn_act>act, &x[0], x.shape[0])
@@ -184,6 +243,10 @@ def act_forward(int act, floating[::1] x):
 
 def act_backward(int act, const floating[::1] a, floating[::1] dA):
     """dA *= g'(.) from the output a.  # IN: a  # IN/OUT: dA"""
+    _check_act(act, "act_backward")
+    _check_len(dA.shape[0], a.shape[0], "dA")
+    if a.shape[0] == 0:
+        return
     with nogil:
         if floating is float:
             fnn_sact_backward(<fnn_act>act, &a[0], &dA[0], a.shape[0])
@@ -193,6 +256,10 @@ def act_backward(int act, const floating[::1] a, floating[::1] dA):
 
 def softmax_rows(const floating[:, ::1] Z, floating[:, ::1] P):
     """P = row-wise softmax(Z).  # OUT: P"""
+    if P.shape[0] != Z.shape[0] or P.shape[1] != Z.shape[1]:
+        raise ValueError(f"P has shape {(P.shape[0], P.shape[1])}, Z {(Z.shape[0], Z.shape[1])}")
+    if Z.shape[0] == 0 or Z.shape[1] == 0:
+        return
     with nogil:
         if floating is float:
             fnn_ssoftmax_rows(Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1], &P[0, 0], P.shape[1])
@@ -207,6 +274,21 @@ def loss_grad(int loss, const floating[:, ::1] Z, const int32_t[::1] labels,
     cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
     cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
     cdef double total
+    cdef Py_ssize_t m = Z.shape[0], n = Z.shape[1]
+    if loss < 0 or loss > 2:
+        raise ValueError(f"loss_grad: loss code {loss} is not a loss")
+    if dZ.shape[0] != m or dZ.shape[1] != n:
+        raise ValueError(f"dZ has shape {(dZ.shape[0], dZ.shape[1])}, Z {(Z.shape[0], Z.shape[1])}")
+    if loss == 0:
+        if labels is None:
+            raise ValueError("loss_grad: cross-entropy needs labels")
+        _check_len(labels.shape[0], m, "labels")
+        if m and (np.min(labels) < 0 or np.max(labels) >= n):
+            raise ValueError(f"labels must lie in [0, {n})")
+    elif Y is None or Y.shape[0] != m or Y.shape[1] != n:
+        raise ValueError(f"loss_grad: Y must have shape {(m, n)}")
+    if m == 0 or n == 0:
+        return 0.0
     with nogil:
         if floating is float:
             total = fnn_sloss_grad(<fnn_loss>loss, Z.shape[0], Z.shape[1], &Z[0, 0], Z.shape[1],
@@ -242,6 +324,9 @@ def dropout_mask(uint64_t seed, uint64_t step, uint32_t layer, int64_t e0, doubl
 
 def dropout_apply(floating[::1] x, const uint8_t[::1] mask, double keep_prob):
     """x = mask ? x/keep_prob : 0.  # IN/OUT: x"""
+    _check_len(mask.shape[0], x.shape[0], "mask")
+    if x.shape[0] == 0:
+        return
     with nogil:
         if floating is float:
             fnn_sdropout_apply(&x[0], &mask[0], x.shape[0], <float>(1.0 / keep_prob))
@@ -274,6 +359,14 @@ def dropout_forward(floating[::1] x, uint8_t[::1] mask, uint64_t seed, uint64_t 
 
 def gather_rows(const floating[:, ::1] X, const int64_t[::1] idx, floating[:, ::1] out):
     """out[r] = X[idx[r]].  # OUT: out"""
+    if out.shape[0] != idx.shape[0] or out.shape[1] != X.shape[1]:
+        raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(idx.shape[0], X.shape[1])}")
+    if idx.shape[0] == 0:
+        return
+    if np.min(idx) < 0 or np.max(idx) >= X.shape[0]:
+        raise ValueError(f"idx must lie in [0, {X.shape[0]})")
+    if X.shape[1] == 0:
+        return
     with nogil:
         if floating is float:
             fnn_sgather_rows(idx.shape[0], X.shape[1], &X[0, 0], X.shape[1], &idx[0], &out[0, 0])
@@ -294,11 +387,26 @@ cdef fnn_optim_params _optim_params(int kind, double lr, double beta1, double be
     return op
 
 
+cdef int _check_optim(int kind, Py_ssize_t n, g, v, s) except -1:
+    """The gradient and the state an optimizer kind reads, each of n elements."""
+    if kind < 0 or kind > 4:
+        raise ValueError(f"optimizer code {kind} is not an optimizer")
+    if g is not None:
+        _check_len(g.shape[0], n, "g")
+    for name, arr, needed in (("v", v, kind != 0 and kind != 2), ("s", s, kind >= 2)):
+        if arr is not None:
+            _check_len(arr.shape[0], n, name)
+        elif needed and n > 0:
+            raise ValueError(f"optimizer code {kind} needs its state {name}")
+    return 0
+
+
 def optim_step(int kind, double lr, double beta1, double beta2, double eps, double weight_decay,
                int64_t t, floating[::1] p, const floating[::1] g, floating[::1] v,
                floating[::1] s, int n_threads=1):
     """One fused optimizer pass over flat p, g (and state v, s).  # IN/OUT: p, v, s"""
     cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t)
+    _check_optim(kind, p.shape[0], g, v, s)
     cdef floating *pv = &v[0] if v is not None and v.shape[0] > 0 else NULL
     cdef floating *ps = &s[0] if s is not None and s.shape[0] > 0 else NULL
     if p.shape[0] == 0:
@@ -313,30 +421,50 @@ def optim_step(int kind, double lr, double beta1, double beta2, double eps, doub
 # ---- the network -----------------------------------------------------------------------------
 
 cdef class Net:
-    """A compiled network over caller-owned flat buffers, with its workspace.
+    """A compiled network over caller-owned flat buffers, with its training workspace.
 
     `layers` is a sequence of tuples (n_in, n_out, act, keep_prob, batch_norm, bn_momentum,
     oW, ob, ogamma, obeta, orm, orv): offsets into `params`/`grads` (oW..obeta) and into
-    `buffers` (orm, orv), -1 where absent.  The arrays are kept alive by this object.
+    `buffers` (orm, orv), -1 where absent; the C side checks the table against the buffers.  The
+    arrays are kept alive by this object.
+
+    Training methods (forward, loss_grad, train_steps) use the workspace: one call at a time per
+    Net (the Python layer serialises them).  ``infer`` and ``evaluate`` use a workspace of their
+    own per call and only read the net: any number of threads may run them at once.
     """
     cdef void *_net
     cdef bint _double
     cdef readonly int max_rows, max_threads, n_out, n_in
+    cdef readonly Py_ssize_t n_params
     cdef readonly object params, grads, buffers
 
     def __cinit__(self, layers, int loss, params, grads, buffers, int max_rows, int max_threads):
+        cdef int status = FNN_OK
         self._net = NULL
+        if params.dtype not in (np.float32, np.float64):
+            raise TypeError(f"params must be float32 or float64, got {params.dtype}")
+        if grads.dtype != params.dtype or buffers.dtype != params.dtype:
+            raise TypeError("params, grads and buffers must share one dtype")
+        if grads.shape[0] != params.shape[0]:
+            raise ValueError(f"grads has {grads.shape[0]} elements, params {params.shape[0]}")
+        if len(layers) < 1:
+            raise ValueError("a network needs at least one layer")
         self._double = params.dtype == np.float64
         self.params, self.grads, self.buffers = params, grads, buffers
+        self.n_params = params.shape[0]
         self.max_rows, self.max_threads = max_rows, max_threads
         self.n_in = layers[0][0]
         self.n_out = layers[len(layers) - 1][1]
         if self._double:
-            self._net = _make_net[double](layers, loss, params, grads, buffers, max_rows, max_threads)
+            self._net = _make_net[double](layers, loss, params, grads, buffers, max_rows,
+                                          max_threads, &status)
         else:
-            self._net = _make_net[float](layers, loss, params, grads, buffers, max_rows, max_threads)
+            self._net = _make_net[float](layers, loss, params, grads, buffers, max_rows,
+                                         max_threads, &status)
         if self._net == NULL:
-            raise MemoryError("fastnn: cannot allocate the training workspace")
+            if status == FNN_ENOMEM:
+                raise MemoryError("fastnn: cannot allocate the training workspace")
+            raise ValueError("fastnn: the layer table disagrees with the buffers")
 
     def __dealloc__(self):
         if self._net != NULL:
@@ -346,33 +474,102 @@ cdef class Net:
                 fnn_snet_free(<fnn_snet *>self._net)
             self._net = NULL
 
+    cdef int _check(self, bint is_double, Py_ssize_t m, Py_ssize_t n_in, Py_ssize_t max_rows,
+                    what) except -1:
+        """The dtype this net was built for; m rows of n_in features, at most max_rows."""
+        if is_double != self._double:
+            raise TypeError(f"{what}: this network is {'float64' if self._double else 'float32'}, "
+                            f"got {'float64' if is_double else 'float32'} arrays")
+        if n_in != self.n_in:
+            raise ValueError(f"{what}: X has {n_in} columns, the network {self.n_in} inputs")
+        if m > max_rows:
+            raise ValueError(f"{what}: {m} rows, the workspace holds {max_rows}")
+        return 0
+
+    cdef int _check_targets(self, Py_ssize_t m, const int32_t[::1] labels, Py_ssize_t y_rows,
+                            Py_ssize_t y_cols, bint has_y) except -1:
+        if labels is not None:
+            _check_len(labels.shape[0], m, "labels")
+        if has_y and (y_rows != m or y_cols != self.n_out):
+            raise ValueError(f"Y has shape {(y_rows, y_cols)}, expected {(m, self.n_out)}")
+        return 0
+
     def forward(self, const floating[:, ::1] X, floating[:, ::1] out, bint training,
                 uint64_t seed, uint64_t step, int n_threads):
-        """out = network output on X (m <= max_rows).  # OUT: out"""
+        """out = network output on X (m <= max_rows) through the training workspace.  # OUT: out"""
         cdef int m = X.shape[0]
+        cdef int rc
+        self._check(floating is double, m, X.shape[1], self.max_rows, "forward")
+        if out.shape[0] != m or out.shape[1] != self.n_out:
+            raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(m, self.n_out)}")
+        if m == 0:
+            return
         with nogil:
             if floating is float:
-                fnn_snet_forward(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], training, seed,
-                                 step, &out[0, 0], out.shape[1], n_threads)
+                rc = fnn_snet_forward(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], training,
+                                      seed, step, &out[0, 0], out.shape[1], n_threads)
             else:
-                fnn_dnet_forward(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], training, seed,
-                                 step, &out[0, 0], out.shape[1], n_threads)
+                rc = fnn_dnet_forward(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], training,
+                                      seed, step, &out[0, 0], out.shape[1], n_threads)
+        _check_status(rc, "forward")
+
+    def infer(self, const floating[:, ::1] X, floating[:, ::1] out, int n_threads):
+        """out = inference-mode output on X (any number of rows) over a workspace of this
+        call's own: safe from many threads at once.  # OUT: out"""
+        cdef int m = X.shape[0]
+        cdef int rc
+        cdef size_t wsb
+        cdef char *ws
+        self._check(floating is double, m, X.shape[1], 2147483647, "infer")
+        if out.shape[0] != m or out.shape[1] != self.n_out:
+            raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(m, self.n_out)}")
+        if m == 0:
+            return
+        keep = []
+        if floating is float:
+            wsb = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
+        else:
+            wsb = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
+        ws = _aligned_ws(wsb, keep)
+        with nogil:
+            if floating is float:
+                rc = fnn_snet_infer(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
+                                    out.shape[1], ws, wsb, n_threads)
+            else:
+                rc = fnn_dnet_infer(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
+                                    out.shape[1], ws, wsb, n_threads)
+        _check_status(rc, "infer")
 
     def evaluate(self, const floating[:, ::1] X, const int32_t[::1] labels,
                  const floating[:, ::1] Y, int n_threads):
-        """Inference loss and errors on X (m <= max_rows); returns (loss, n_errors)."""
+        """Inference loss and errors on X over a workspace of this call's own (safe from many
+        threads at once); returns (loss, n_errors)."""
         cdef fnn_pass_result res
-        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
-        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef const int32_t *pl = &labels[0] if labels is not None and labels.shape[0] > 0 else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
         cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
         cdef int m = X.shape[0]
+        cdef int rc
+        cdef size_t wsb
+        cdef char *ws
+        self._check(floating is double, m, X.shape[1], 2147483647, "evaluate")
+        self._check_targets(m, labels, Y.shape[0] if Y is not None else 0, ldy, Y is not None)
+        if m == 0:
+            return 0.0, 0
+        keep = []
+        if floating is float:
+            wsb = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
+        else:
+            wsb = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
+        ws = _aligned_ws(wsb, keep)
         with nogil:
             if floating is float:
-                fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
-                                  n_threads, &res)
+                rc = fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                                       ldy, ws, wsb, n_threads, &res)
             else:
-                fnn_dnet_evaluate(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
-                                  n_threads, &res)
+                rc = fnn_dnet_evaluate(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                                       ldy, ws, wsb, n_threads, &res)
+        _check_status(rc, "evaluate")
         return res.loss, res.n_errors
 
     def loss_grad(self, const floating[:, ::1] X, const int32_t[::1] labels,
@@ -380,17 +577,23 @@ cdef class Net:
                   double l2_coef, int n_threads):
         """Forward + loss + backward into `grads`; returns (loss, sum_w2, n_errors)."""
         cdef fnn_pass_result res
-        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
-        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef const int32_t *pl = &labels[0] if labels is not None and labels.shape[0] > 0 else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
         cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
         cdef int m = X.shape[0]
+        cdef int rc
+        self._check(floating is double, m, X.shape[1], self.max_rows, "loss_grad")
+        self._check_targets(m, labels, Y.shape[0] if Y is not None else 0, ldy, Y is not None)
+        if m == 0:
+            raise ValueError("loss_grad: X has no rows")
         with nogil:
             if floating is float:
-                fnn_snet_loss_grad(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
-                                   training, seed, step, l2_coef, n_threads, &res)
+                rc = fnn_snet_loss_grad(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                                        ldy, training, seed, step, l2_coef, n_threads, &res)
             else:
-                fnn_dnet_loss_grad(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py, ldy,
-                                   training, seed, step, l2_coef, n_threads, &res)
+                rc = fnn_dnet_loss_grad(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                                        ldy, training, seed, step, l2_coef, n_threads, &res)
+        _check_status(rc, "loss_grad")
         return res.loss, res.sum_w2, res.n_errors
 
     def train_steps(self, const int64_t[::1] idx, int bs, const floating[:, ::1] X,
@@ -398,55 +601,69 @@ cdef class Net:
                     uint64_t seed, uint64_t step0, double l2_coef,
                     int kind, double lr, double beta1, double beta2, double eps,
                     double weight_decay, int64_t t0,
-                    floating[::1] params, const floating[::1] grads,
                     floating[::1] v, floating[::1] s, int n_threads, fnn_pass_result[::1] out):
-        """Consecutive steps over the rows idx in batches of bs; out[k] gets step k's result.
-        Returns the number of steps run (fewer when a loss was not finite)."""
+        """Consecutive steps over the rows idx of X in batches of bs, each updating the net's
+        params by the optimizer `kind` with state v, s; out[k] gets step k's result.  Returns the
+        number of steps run (fewer when a loss was not finite)."""
         cdef fnn_optim_params op = _optim_params(kind, lr, beta1, beta2, eps, weight_decay, t0)
-        cdef const int32_t *pl = &labels[0] if labels is not None else NULL
-        cdef const floating *py = &Y[0, 0] if Y is not None else NULL
+        cdef const int32_t *pl = &labels[0] if labels is not None and labels.shape[0] > 0 else NULL
+        cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
         cdef Py_ssize_t ldy = Y.shape[1] if Y is not None else 0
-        cdef floating *pv = &v[0] if v is not None else NULL
-        cdef floating *ps = &s[0] if s is not None else NULL
+        cdef floating *pv = &v[0] if v is not None and v.shape[0] > 0 else NULL
+        cdef floating *ps = &s[0] if s is not None and s.shape[0] > 0 else NULL
         cdef int64_t count = idx.shape[0]
-        cdef int done
+        cdef int64_t n_rows = X.shape[0]
+        cdef int done = 0
+        cdef int rc
+        self._check(floating is double, 0, X.shape[1], self.max_rows, "train_steps")
+        if bs < 1 or bs > self.max_rows:
+            raise ValueError(f"train_steps: bs must lie in [1, {self.max_rows}], got {bs}")
+        self._check_targets(n_rows, labels, Y.shape[0] if Y is not None else 0, ldy, Y is not None)
+        _check_optim(kind, self.n_params, None, v, s)
         if count == 0:
             return 0
         if out.shape[0] < (count + bs - 1) // bs:
             raise ValueError("out must hold one result per step")
         with nogil:
             if floating is float:
-                done = fnn_snet_train_steps(<fnn_snet *>self._net, count, bs, &idx[0], &X[0, 0],
-                                            X.shape[1], pl, py, ldy, seed, step0, l2_coef, &op,
-                                            params.shape[0], &params[0], &grads[0], pv, ps,
-                                            n_threads, &out[0])
+                rc = fnn_snet_train_steps(<fnn_snet *>self._net, count, bs, &idx[0], &X[0, 0],
+                                          n_rows, X.shape[1], pl, py, ldy, seed, step0, l2_coef,
+                                          &op, pv, ps, n_threads, &out[0], &done)
             else:
-                done = fnn_dnet_train_steps(<fnn_dnet *>self._net, count, bs, &idx[0], &X[0, 0],
-                                            X.shape[1], pl, py, ldy, seed, step0, l2_coef, &op,
-                                            params.shape[0], &params[0], &grads[0], pv, ps,
-                                            n_threads, &out[0])
+                rc = fnn_dnet_train_steps(<fnn_dnet *>self._net, count, bs, &idx[0], &X[0, 0],
+                                          n_rows, X.shape[1], pl, py, ldy, seed, step0, l2_coef,
+                                          &op, pv, ps, n_threads, &out[0], &done)
+        _check_status(rc, "train_steps")
         return done
 
 
 cdef void *_make_net(layers, int loss, floating[::1] params, floating[::1] grads,
-                     floating[::1] buffers, int max_rows, int max_threads):
+                     floating[::1] buffers, int max_rows, int max_threads, int *status):
     cdef int L = len(layers)
     cdef fnn_layer_spec *tab = <fnn_layer_spec *>malloc(sizeof(fnn_layer_spec) * L)
     cdef void *net
     cdef floating *pb = &buffers[0] if buffers.shape[0] > 0 else NULL
+    cdef floating *pp = &params[0] if params.shape[0] > 0 else NULL
+    cdef floating *pg = &grads[0] if grads.shape[0] > 0 else NULL
+    cdef Py_ssize_t n_params = params.shape[0], n_buffers = buffers.shape[0]
     if tab == NULL:
+        status[0] = FNN_ENOMEM
         return NULL
-    for l in range(L):
-        (tab[l].n_in, tab[l].n_out, act, tab[l].keep_prob, tab[l].batch_norm,
-         tab[l].bn_momentum, tab[l].W, tab[l].b, tab[l].gamma, tab[l].beta,
-         tab[l].running_mean, tab[l].running_var) = layers[l]
-        tab[l].act = <fnn_act>act
+    try:
+        for l in range(L):
+            (tab[l].n_in, tab[l].n_out, act, tab[l].keep_prob, tab[l].batch_norm,
+             tab[l].bn_momentum, tab[l].W, tab[l].b, tab[l].gamma, tab[l].beta,
+             tab[l].running_mean, tab[l].running_var) = layers[l]
+            tab[l].act = <fnn_act>act
+    except BaseException:
+        free(tab)
+        raise
     with nogil:
         if floating is float:
-            net = fnn_snet_create(L, tab, <fnn_loss>loss, &params[0], &grads[0], pb, max_rows,
-                                  max_threads)
+            net = fnn_snet_create(L, tab, <fnn_loss>loss, pp, n_params, pg, pb, n_buffers,
+                                  max_rows, max_threads, status)
         else:
-            net = fnn_dnet_create(L, tab, <fnn_loss>loss, &params[0], &grads[0], pb, max_rows,
-                                  max_threads)
+            net = fnn_dnet_create(L, tab, <fnn_loss>loss, pp, n_params, pg, pb, n_buffers,
+                                  max_rows, max_threads, status)
     free(tab)
     return net

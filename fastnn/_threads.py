@@ -23,6 +23,18 @@ __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
 _explicit = None
 _local = threading.local()  # .n: the calling thread's override, set by threads()
+_team_started = False       # a kernel of this process was given more than one thread
+_forked_after_team = False  # a fork() child of a process whose OpenMP team had started
+
+
+def _after_fork_in_child():
+    global _forked_after_team
+    if _team_started:
+        _forked_after_team = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _usable_cores():
@@ -37,10 +49,19 @@ def get_num_threads():
 
     An enclosing ``with threads(n)`` in the calling thread wins, then ``set_num_threads``, then
     the ``FASTNN_NUM_THREADS`` environment variable, then ``min(usable cores, OpenMP's max
-    threads)``.  Always 1 when built without OpenMP.
+    threads)``.  Always 1 when built without OpenMP, and in a child made by ``fork`` after this
+    process ran a kernel on several threads (see the module's notes on fork).
     """
-    if not _core.has_openmp():
+    global _team_started
+    if not _core.has_openmp() or _forked_after_team:
         return 1
+    n = _requested()
+    if n > 1:
+        _team_started = True
+    return n
+
+
+def _requested():
     local = getattr(_local, "n", None)
     if local is not None:
         return local

@@ -5,8 +5,19 @@ every layer is a view into them, so one fused optimizer call updates the whole m
 buffer for the batch-norm running statistics.  The compiled network (``_core.Net``) holds
 pointers into those buffers plus its workspace; it is built once per (rows, threads) and cached.
 Validation happens here, before any compiled code runs.
+
+The architecture is fixed at construction: a ``Dense`` layer and an ``MLP``'s ``n_inputs``,
+``layers`` and ``dtype`` cannot be changed afterwards (the buffers and the compiled networks are
+laid out for them); build a new model instead.
+
+Threads: inference (``forward``, ``predict``, ``predict_proba``, ``evaluate``) runs over a
+workspace of each call's own, so any number of threads may use one model at once.  Training
+(``Trainer.fit``, ``loss_and_grads``, ``forward(training=True)``) holds the model's training lock:
+a second training of the same model from another thread raises ``RuntimeError``.
 """
+import contextlib
 import numbers
+import threading
 
 import numpy as np
 
@@ -70,6 +81,13 @@ class Dense:
         self.batch_norm = bool(batch_norm)
         self.bn_momentum = check_scalar(bn_momentum, "bn_momentum", "float", low=0.0, high=1.0,
                                         high_inclusive=False)
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        if getattr(self, "_frozen", False):
+            raise AttributeError(f"Dense layers cannot be changed after construction (setting "
+                                 f"{name!r}); build a new Dense layer and a new MLP instead")
+        object.__setattr__(self, name, value)
 
     def get_config(self):
         """JSON-able description; ``Dense(**config)`` rebuilds the layer."""
@@ -106,10 +124,15 @@ class MLP:
         ``Trainer.fit``) and saved in the model file.
     classes_ : ndarray or None
         Original class labels of a softmax/sigmoid model (``predict`` maps indices to them).
+
+    ``n_inputs``, ``layers`` (a tuple) and ``dtype`` are read-only: the buffers are laid out for
+    them.
     """
 
+    _ARCHITECTURE = ("n_inputs", "layers", "dtype", "loss_kind", "task")
+
     def __init__(self, n_inputs, layers, dtype="float32", seed=0):
-        self.n_inputs = check_scalar(n_inputs, "n_inputs", "int", low=1)
+        n_inputs = check_scalar(n_inputs, "n_inputs", "int", low=1)
         if isinstance(layers, Dense) or not hasattr(layers, "__iter__"):
             raise TypeError(f"layers must be a list of fastnn.Dense, got {_describe(layers)}")
         layers = list(layers)
@@ -132,21 +155,43 @@ class MLP:
         if out.activation == "softmax" and out.units < 2:
             raise ValueError(f"a softmax output needs at least 2 units, got {out.units}")
         if isinstance(dtype, str) and dtype in ("float32", "float64"):
-            self.dtype = np.dtype(dtype)
+            dtype = np.dtype(dtype)
         elif dtype in (np.float32, np.float64) and not isinstance(dtype, str):
-            self.dtype = np.dtype(dtype)
+            dtype = np.dtype(dtype)
         else:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {_describe(dtype)}")
         self.seed = check_random_seed(seed, "seed")
         if self.seed is None:
             self.seed = 0
-        self.layers = layers
-        self.loss_kind, self.task = LOSSES[out.activation]
+        loss_kind, task = LOSSES[out.activation]
+        arch = {"n_inputs": n_inputs, "layers": tuple(layers), "dtype": dtype,
+                "loss_kind": loss_kind, "task": task}
+        for name, value in arch.items():
+            object.__setattr__(self, name, value)
         self.standardizer = None
         self.classes_ = None
+        self._train_lock = threading.Lock()
         self._build_buffers()
         self.reset_parameters()
         self._nets = {}
+
+    def __setattr__(self, name, value):
+        if name in self._ARCHITECTURE and name in self.__dict__:
+            raise AttributeError(f"MLP.{name} cannot be changed after construction (the buffers "
+                                 f"are laid out for it); build a new MLP instead")
+        object.__setattr__(self, name, value)
+
+    @contextlib.contextmanager
+    def _training(self, what):
+        """Hold the training lock for `what`; RuntimeError if another thread holds it."""
+        if not self._train_lock.acquire(blocking=False):
+            raise RuntimeError(f"{what}: this model is being trained in another thread; training "
+                               f"one model from two threads at once is not supported (give each "
+                               f"thread its own model.copy())")
+        try:
+            yield
+        finally:
+            self._train_lock.release()
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -226,15 +271,18 @@ class MLP:
         return table
 
     def _net(self, max_rows, n_threads):
-        """The compiled network for batches of up to max_rows rows (built once, cached)."""
+        """The compiled network for batches of up to max_rows rows (built once, cached).  Any of
+        them serves inference, whose workspace is each call's own."""
         key = (int(max_rows), int(n_threads))
-        net = self._nets.get(key)
+        nets = self._nets  # one dict per call: another thread may replace self._nets
+        net = nets.get(key)
         if net is None:
-            if len(self._nets) >= 4:
-                self._nets.clear()
             net = _core.Net(self._layer_table(), self.loss_kind, self._params, self._grads,
                             self._buffers, key[0], key[1])
-            self._nets[key] = net
+            if len(nets) >= 4:
+                nets = {}
+            nets[key] = net
+            self._nets = nets
         return net
 
     # ---- weights -----------------------------------------------------------------------------
@@ -349,12 +397,13 @@ class MLP:
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
         n_threads = get_num_threads()
         if training:  # batch statistics need the whole batch in one call
-            self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
+            with self._training("forward(training=True)"):
+                self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
             return out
-        net = self._net(min(n, _CHUNK_ROWS), n_threads)
+        net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
         for start in range(0, n, _CHUNK_ROWS):
             stop = min(n, start + _CHUNK_ROWS)
-            net.forward(X[start:stop], out[start:stop], False, 0, 0, n_threads)
+            net.infer(X[start:stop], out[start:stop], n_threads)
         return out
 
     def predict_proba(self, X):
@@ -389,7 +438,7 @@ class MLP:
     def _evaluate_prepared(self, X, labels, Y):
         n = X.shape[0]
         n_threads = get_num_threads()
-        net = self._net(min(n, _CHUNK_ROWS), n_threads)
+        net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
         total_loss, total_err = 0.0, 0
         for start in range(0, n, _CHUNK_ROWS):
             stop = min(n, start + _CHUNK_ROWS)
@@ -420,8 +469,9 @@ class MLP:
         seed = self.seed if seed is None else check_random_seed(seed)
         m = X.shape[0]
         n_threads = get_num_threads()
-        loss, sum_w2, _ = self._net(m, n_threads).loss_grad(X, labels, Y, bool(training), seed,
-                                                            0, l2 / m, n_threads)
+        with self._training("loss_and_grads"):
+            loss, sum_w2, _ = self._net(m, n_threads).loss_grad(X, labels, Y, bool(training),
+                                                                seed, 0, l2 / m, n_threads)
         cost = loss + l2 / (2.0 * m) * sum_w2
         return float(cost), self._grads_dict()
 
@@ -458,13 +508,17 @@ class MLP:
         return f"MLP(n_inputs={self.n_inputs}, layers=[{inner}], dtype={self.dtype.name!r})"
 
     def __getstate__(self):
-        # The compiled networks hold raw pointers: never part of the state.
+        # The compiled networks hold raw pointers and a lock is no state: neither is kept.
         state = self.__dict__.copy()
         state["_nets"] = {}
+        state.pop("_train_lock", None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__["_train_lock"] = threading.Lock()
+        if isinstance(self.__dict__.get("layers"), list):
+            self.__dict__["layers"] = tuple(self.__dict__["layers"])
         # Buffers loaded read-only (e.g. joblib's mmap_mode="r") are copied: kernels write them.
         for name in ("_params", "_grads", "_buffers"):
             arr = getattr(self, name)

@@ -191,15 +191,13 @@ class Trainer:
                  shuffle=True, seed=0):
         if not isinstance(model, MLP):
             raise TypeError(f"model must be a fastnn.MLP, got {_describe(model)}")
-        self.model = model
+        self._model = model
         self.optimizer = Adam(1e-3) if optimizer is None else get_optimizer(optimizer)
         self.schedule = resolve_schedule(schedule)
-        self.l2 = check_scalar(l2, "l2", "float", low=0.0)
-        self.batch_size = check_scalar(batch_size, "batch_size", "int", low=1)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {_describe(shuffle)}")
-        self.shuffle = bool(shuffle)
-        self.seed = check_random_seed(seed, "seed") or 0
+        self.l2 = l2
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
         self.epoch = 0          # epochs completed over all fit calls
         self.step = 0           # steps completed over all fit calls
         self.stop_training = False
@@ -207,6 +205,47 @@ class Trainer:
         self._flat = None       # (optimizer, v, s) bound to the model's layout
         # EWA of the step losses; continues across fit calls (and checkpoints)
         self._smooth = EWA(_EWA_BETA)
+
+    # ---- settings: validated whenever they are set, so fit never starts from a bad one -------
+
+    @property
+    def model(self):
+        """The model being trained (fixed: the optimizer state is laid out for it)."""
+        return self._model
+
+    @property
+    def l2(self):
+        return self._l2
+
+    @l2.setter
+    def l2(self, value):
+        self._l2 = check_scalar(value, "l2", "float", low=0.0)
+
+    @property
+    def batch_size(self):
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value):
+        self._batch_size = check_scalar(value, "batch_size", "int", low=1)
+
+    @property
+    def shuffle(self):
+        return self._shuffle
+
+    @shuffle.setter
+    def shuffle(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got {_describe(value)}")
+        self._shuffle = bool(value)
+
+    @property
+    def seed(self):
+        return self._seed
+
+    @seed.setter
+    def seed(self, value):
+        self._seed = check_random_seed(value, "seed") or 0
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -254,7 +293,13 @@ class Trainer:
             A NaN/inf loss; the model keeps the weights of the last finite step.
         KeyboardInterrupt
             Re-raised after stopping at a step boundary (the model is the last completed step).
+        RuntimeError
+            The model is being trained in another thread at the same time.
         """
+        with self.model._training("Trainer.fit"):
+            return self._fit(X, y, epochs, validation_data, early_stopping, callbacks, progress)
+
+    def _fit(self, X, y, epochs, validation_data, early_stopping, callbacks, progress):
         model = self.model
         epochs = check_scalar(epochs, "epochs", "int", low=0)
         X = model._prepare_X(X)
@@ -316,7 +361,7 @@ class Trainer:
                     done = net.train_steps(
                         order[k * bs:(k + count) * bs], bs, X, labels, Y, self.seed, self.step,
                         l2_coef, kind, lr, beta1, beta2, eps, wd, opt.state["step"] + 1,
-                        model._params, model._grads, v, s, n_threads, out)
+                        v, s, n_threads, out)
                     costs = out["loss"][:done] + self.l2 / (2.0 * n) * out["sum_w2"][:done]
                     finite = np.isfinite(costs)
                     taken = done if finite.all() else int(np.argmin(finite))

@@ -25,6 +25,14 @@
 extern "C" {
 #endif
 
+/* ---- status codes ------------------------------------------------------------------------
+ * Entry points that check their arguments return one of these (0 on success).  They check what
+ * they cannot trust the caller to have got right: sizes against the buffers they were given. */
+#define FNN_OK 0
+#define FNN_EINVAL (-1)      /* an argument out of range, or sizes that disagree */
+#define FNN_EWORKSPACE (-2)  /* the workspace is too small or not 64-byte aligned */
+#define FNN_ENOMEM (-3)      /* out of memory */
+
 /* ---- tables ------------------------------------------------------------------------------ */
 
 /* Activations.  The value is stored in model files: never renumber. */
@@ -67,24 +75,27 @@ const char *fnn_gemm_kernel_name(void); /* the GEMM micro-kernel chosen at run t
  * the block in place.
  *
  * Work is split over blocks of C, never over k: bit-identical for any n_threads.
- * ws: scratch of at least fnn_gemm_ws_size(m, n, k, n_threads, sizeof(elem)) bytes, 64-byte
- * aligned, not shared with a concurrent call.  The call allocates nothing.
+ * ws: ws_bytes of scratch, 64-byte aligned, not shared with a concurrent call; the call allocates
+ * nothing.  fnn_gemm_ws_size(m, n, k, n_threads, sizeof(elem)) bytes serve every call with at most
+ * m rows, n columns, depth k and n_threads threads (a workspace sized once for the largest
+ * mini-batch serves the smaller last one).  Returns FNN_OK, FNN_EINVAL for negative sizes, or
+ * FNN_EWORKSPACE (nothing computed) when ws is smaller than this call needs or misaligned.
  */
 typedef void (*fnn_sepilogue)(void *ctx, float *Cblock, ptrdiff_t ldc, int i0, int j0, int mb, int nb);
 typedef void (*fnn_depilogue)(void *ctx, double *Cblock, ptrdiff_t ldc, int i0, int j0, int mb, int nb);
 
 size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size);
 
-void fnn_sgemm(int m, int n, int k,
-               const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-               const float *B, ptrdiff_t rsb, ptrdiff_t csb,
-               float *C, ptrdiff_t ldc,
-               fnn_sepilogue ep, void *ep_ctx, void *ws, int n_threads);
-void fnn_dgemm(int m, int n, int k,
-               const double *A, ptrdiff_t rsa, ptrdiff_t csa,
-               const double *B, ptrdiff_t rsb, ptrdiff_t csb,
-               double *C, ptrdiff_t ldc,
-               fnn_depilogue ep, void *ep_ctx, void *ws, int n_threads);
+int fnn_sgemm(int m, int n, int k,
+              const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+              const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+              float *C, ptrdiff_t ldc,
+              fnn_sepilogue ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads);
+int fnn_dgemm(int m, int n, int k,
+              const double *A, ptrdiff_t rsa, ptrdiff_t csa,
+              const double *B, ptrdiff_t rsb, ptrdiff_t csb,
+              double *C, ptrdiff_t ldc,
+              fnn_depilogue ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads);
 
 /* ---- activations (activations.c) ---------------------------------------------------------
  *
@@ -249,25 +260,37 @@ void fnn_dbatchnorm_backward(int m, int n, const double *dY, ptrdiff_t ldy,
  * the epilogue of the dA_prev GEMM of layer l.
  *
  * fnn_snet_create builds the net from a dtype-neutral layer table whose arrays are given as
- * offsets (in elements) into the caller's flat buffers `params` (W, b, gamma, beta), `grads` (the
- * same offsets) and `buffers` (running statistics), -1 where a layer has no such array.  It
- * allocates the whole workspace for batches of up to max_rows rows and up to max_threads threads
- * (NULL when out of memory); nothing is allocated afterwards.  The buffers stay the caller's and
- * must outlive the net.
+ * offsets (in elements) into the caller's flat buffers `params` (W, b, gamma, beta; n_params
+ * elements), `grads` (the same offsets and length) and `buffers` (running statistics; n_buffers
+ * elements), -1 where a layer has no such array.  It checks the table (sizes that chain layer to
+ * layer, enums in range, every array inside its buffer; *status = FNN_EINVAL and NULL otherwise)
+ * and allocates the training workspace for batches of up to max_rows rows and up to max_threads
+ * threads (*status = FNN_ENOMEM and NULL when out of memory); nothing is allocated afterwards.
+ * The buffers stay the caller's and must outlive the net.
+ *
+ * Every entry point below checks its sizes against the net (rows against max_rows, row strides
+ * against the layer widths, labels against the classes, row indices against X) and returns
+ * FNN_EINVAL, having run nothing, when they disagree; else FNN_OK.  n_threads is clamped to
+ * [1, max_threads].
+ *
+ * Threads: the training entry points (forward, loss_grad, train_steps) use the net's workspace:
+ * one call at a time per net.  Inference (infer, evaluate) uses only a workspace of the caller's
+ * and reads the net: any number of threads may run it on one net at once (not while a training
+ * call changes the parameters).
  */
 typedef struct {
     int n_in, n_out;
     fnn_act act;
-    double keep_prob;          /* 1.0: no dropout */
+    double keep_prob;          /* (0, 1]; 1.0: no dropout */
     int batch_norm;            /* 1: Z = BN(A_prev @ W), no bias */
-    double bn_momentum;        /* running r = bn_momentum*r + (1-bn_momentum)*batch_stat */
+    double bn_momentum;        /* [0, 1): running r = bn_momentum*r + (1-bn_momentum)*batch_stat */
     ptrdiff_t W, b, gamma, beta;          /* offsets into params and grads (b = -1 with BN) */
     ptrdiff_t running_mean, running_var;  /* offsets into buffers (BN only, else -1) */
 } fnn_layer_spec;
 
 /* What a forward/backward pass reports. */
 typedef struct {
-    double loss;      /* mean data loss over the batch (the SPEC's J without L2) */
+    double loss;      /* mean data loss over the batch (J without the L2 term) */
     double sum_w2;    /* sum over layers of ||W||^2 (computed when l2_coef != 0, else 0) */
     int64_t n_errors; /* misclassified rows (softmax) or elements (sigmoid); 0 for linear */
 } fnn_pass_result;
@@ -276,64 +299,74 @@ typedef struct fnn_snet fnn_snet;
 typedef struct fnn_dnet fnn_dnet;
 
 fnn_snet *fnn_snet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
-                          float *params, float *grads, float *buffers, int max_rows,
-                          int max_threads);
+                          float *params, ptrdiff_t n_params, float *grads, float *buffers,
+                          ptrdiff_t n_buffers, int max_rows, int max_threads, int *status);
 fnn_dnet *fnn_dnet_create(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
-                          double *params, double *grads, double *buffers, int max_rows,
-                          int max_threads);
+                          double *params, ptrdiff_t n_params, double *grads, double *buffers,
+                          ptrdiff_t n_buffers, int max_rows, int max_threads, int *status);
 void fnn_snet_free(fnn_snet *net);
 void fnn_dnet_free(fnn_dnet *net);
 
-/* Forward on m <= max_rows rows: out (m, n_out_last) = probabilities (softmax, sigmoid) or values
- * (linear).  training = 0: batch norm uses the running statistics, no dropout; training = 1:
+/* Training-mode forward (or inference mode through the net's own workspace) on m <= max_rows
+ * rows: out (m, n_out_last) = probabilities (softmax, sigmoid) or values (linear).  training = 1:
  * dropout masks of (seed, step) and batch statistics (running averages updated). */
-void fnn_snet_forward(fnn_snet *net, int m, const float *X, ptrdiff_t ldx, int training,
-                      uint64_t seed, uint64_t step, float *out, ptrdiff_t ldo, int n_threads);
-void fnn_dnet_forward(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, int training,
-                      uint64_t seed, uint64_t step, double *out, ptrdiff_t ldo, int n_threads);
+int fnn_snet_forward(fnn_snet *net, int m, const float *X, ptrdiff_t ldx, int training,
+                     uint64_t seed, uint64_t step, float *out, ptrdiff_t ldo, int n_threads);
+int fnn_dnet_forward(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, int training,
+                     uint64_t seed, uint64_t step, double *out, ptrdiff_t ldo, int n_threads);
 
-/* Inference loss and errors on m <= max_rows rows (no backward). */
-void fnn_snet_evaluate(fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
-                       const int32_t *labels, const float *Y, ptrdiff_t ldy, int n_threads,
-                       fnn_pass_result *res);
-void fnn_dnet_evaluate(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
-                       const int32_t *labels, const double *Y, ptrdiff_t ldy, int n_threads,
-                       fnn_pass_result *res);
+/* Inference on any number of rows m over the caller's workspace ws (64-byte aligned, at least
+ * fnn_snet_infer_ws_size(net, m, n_threads) bytes, which also serves any m' <= m): out as in
+ * forward, batch norm with the running statistics, no dropout.  FNN_EWORKSPACE when ws is too
+ * small or misaligned. */
+size_t fnn_snet_infer_ws_size(const fnn_snet *net, int m, int n_threads);
+size_t fnn_dnet_infer_ws_size(const fnn_dnet *net, int m, int n_threads);
+int fnn_snet_infer(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx, float *out,
+                   ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads);
+int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, double *out,
+                   ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads);
 
-/* Forward, loss and backward on m <= max_rows rows; gradients land in the layers' dW, db, dgamma,
- * dbeta.  training = 1: dropout masks of (seed, step), batch statistics (running averages
+/* Inference loss and errors on m rows over the caller's workspace (as for infer). */
+int fnn_snet_evaluate(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                      const int32_t *labels, const float *Y, ptrdiff_t ldy, void *ws,
+                      size_t ws_bytes, int n_threads, fnn_pass_result *res);
+int fnn_dnet_evaluate(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                      const int32_t *labels, const double *Y, ptrdiff_t ldy, void *ws,
+                      size_t ws_bytes, int n_threads, fnn_pass_result *res);
+
+/* Forward, loss and backward on 1 <= m <= max_rows rows; gradients land in the layers' dW, db,
+ * dgamma, dbeta.  training = 1: dropout masks of (seed, step), batch statistics (running averages
  * updated); training = 0: no dropout, running statistics.  Targets as in fnn_sloss_grad. */
-void fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
-                        const int32_t *labels, const float *Y, ptrdiff_t ldy,
-                        int training, uint64_t seed, uint64_t step, double l2_coef,
-                        int n_threads, fnn_pass_result *res);
-void fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
-                        const int32_t *labels, const double *Y, ptrdiff_t ldy,
-                        int training, uint64_t seed, uint64_t step, double l2_coef,
-                        int n_threads, fnn_pass_result *res);
+int fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                       const int32_t *labels, const float *Y, ptrdiff_t ldy,
+                       int training, uint64_t seed, uint64_t step, double l2_coef,
+                       int n_threads, fnn_pass_result *res);
+int fnn_dnet_loss_grad(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                       const int32_t *labels, const double *Y, ptrdiff_t ldy,
+                       int training, uint64_t seed, uint64_t step, double l2_coef,
+                       int n_threads, fnn_pass_result *res);
 
-/* Consecutive training steps over the rows idx[0..count) of X and the targets (Python is
- * re-entered between runs of steps, not between steps).  Step k takes rows idx[k*bs ..
- * min((k+1)*bs, count)) (the last batch may be smaller; bs <= max_rows), gathers them into the
- * workspace, runs forward (training: dropout masks of (seed, step0 + k)), loss and backward with
- * dW += l2_coef*W, then the optimizer at step op->t + k over the flat buffers params/grads/v/s of
- * n_params elements (v, s may be NULL when the optimizer has no such state).  res[k] receives
- * what step k reported.  A step whose loss is not finite updates nothing and ends the run, so
- * the parameters stay those of the last finite step.  Returns the number of steps run. */
+/* Consecutive training steps over the rows idx[0..count) of X (n_rows rows; labels and Y have a
+ * row per row of X) (Python is re-entered between runs of steps, not between steps).  Step k
+ * takes rows idx[k*bs .. min((k+1)*bs, count)) (the last batch may be smaller; 1 <= bs <=
+ * max_rows), gathers them into the workspace, runs forward (training: dropout masks of (seed,
+ * step0 + k)), loss and backward with dW += l2_coef*W, then the optimizer at step op->t + k over
+ * the net's flat buffers params/grads with state v, s (n_params elements each; NULL where the
+ * optimizer has no such state).  res[k] receives what step k reported; *n_done the number of
+ * steps run.  A step whose loss is not finite updates nothing and ends the run, so the
+ * parameters stay those of the last finite step. */
 int fnn_snet_train_steps(fnn_snet *net, int64_t count, int bs, const int64_t *idx,
-                         const float *X, ptrdiff_t ldx,
+                         const float *X, int64_t n_rows, ptrdiff_t ldx,
                          const int32_t *labels, const float *Y, ptrdiff_t ldy,
                          uint64_t seed, uint64_t step0, double l2_coef,
-                         const fnn_optim_params *op, ptrdiff_t n_params, float *params,
-                         const float *grads, float *v, float *s,
-                         int n_threads, fnn_pass_result *res);
+                         const fnn_optim_params *op, float *v, float *s,
+                         int n_threads, fnn_pass_result *res, int *n_done);
 int fnn_dnet_train_steps(fnn_dnet *net, int64_t count, int bs, const int64_t *idx,
-                         const double *X, ptrdiff_t ldx,
+                         const double *X, int64_t n_rows, ptrdiff_t ldx,
                          const int32_t *labels, const double *Y, ptrdiff_t ldy,
                          uint64_t seed, uint64_t step0, double l2_coef,
-                         const fnn_optim_params *op, ptrdiff_t n_params, double *params,
-                         const double *grads, double *v, double *s,
-                         int n_threads, fnn_pass_result *res);
+                         const fnn_optim_params *op, double *v, double *s,
+                         int n_threads, fnn_pass_result *res, int *n_done);
 
 #ifdef __cplusplus
 }

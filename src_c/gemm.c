@@ -173,16 +173,45 @@ static int gemm_team_size(int m, int n, int k, int tiles, int n_threads)
 #endif
 }
 
+/* Bytes of ws that a call planned as `pl` uses with a team of nthr threads: each thread's slice,
+ * plus the two shared A blocks of a team (see gemm_impl.h). */
+static size_t plan_ws_bytes(const fnn_gemm_plan *pl, int nthr)
+{
+    if (nthr <= 1) return pl->ws_thread;
+    return 2 * pl->ws_a + (size_t)nthr * pl->ws_thread;
+}
+
+/* An upper bound of plan_ws_bytes over every call with m' <= m, n' <= n, k' <= k and a team of
+ * at most n_threads.  The plan itself is not monotone in the shape (a smaller m may turn the
+ * call around, C^T = B^T A^T, and a larger k may split into shallower passes), so the bound takes
+ * both orientations and the deepest pass any k' <= k can have, min(k, kc_max). */
+static size_t ws_bound(int m, int n, int k, int n_threads, int mr, int nr, int kc_max, int mc_max,
+                       int nc_max, size_t elem_size)
+{
+    const size_t kc = (size_t)(k < kc_max ? k : kc_max);
+    size_t worst = 0;
+    for (int turn = 0; turn < 2; turn++) {
+        const int mm = turn ? n : m, nn = turn ? m : n;
+        const size_t ws_a = round_up64((size_t)imin(mc_max / mr * mr, round_up(mm, mr)) * kc * elem_size);
+        const size_t ws_b = round_up64((size_t)imin(nc_max / nr * nr, round_up(nn, nr)) * kc * elem_size);
+        const size_t team = n_threads <= 1 ? ws_a + ws_b
+                                           : 2 * ws_a + (size_t)n_threads * (ws_a + ws_b);
+        if (team > worst) worst = team;
+    }
+    return worst;
+}
+
 size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
 {
     const fnn_gemm_isa *isa = fnn_gemm_isa_get();
-    if (m <= 0 || n <= 0) return 64;
-    const fnn_gemm_plan pl = elem_size == sizeof(float)
-        ? gemm_plan(m, n, k, isa->s.mr, isa->s.nr, FNN_S_KC, FNN_S_MC, FNN_S_NC, elem_size)
-        : gemm_plan(m, n, k, isa->d.mr, isa->d.nr, FNN_D_KC, FNN_D_MC, FNN_D_NC, elem_size);
-    /* each thread's slice, plus the two shared A blocks of a team (see gemm_impl.h) */
-    if (n_threads <= 1) return pl.ws_thread + 64;
-    return 2 * pl.ws_a + (size_t)n_threads * pl.ws_thread + 64;
+    if (m < 1) m = 1;
+    if (n < 1) n = 1;
+    if (k < 0) k = 0;
+    if (n_threads < 1) n_threads = 1;
+    const size_t bytes = elem_size == sizeof(float)
+        ? ws_bound(m, n, k, n_threads, isa->s.mr, isa->s.nr, FNN_S_KC, FNN_S_MC, FNN_S_NC, elem_size)
+        : ws_bound(m, n, k, n_threads, isa->d.mr, isa->d.nr, FNN_D_KC, FNN_D_MC, FNN_D_NC, elem_size);
+    return bytes > 64 ? bytes : 64;
 }
 
 /* ---- the two dtypes ---------------------------------------------------------------------- */

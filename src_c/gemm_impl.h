@@ -143,13 +143,14 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
     }
 }
 
-void FNN_(gemm)(int m, int n, int k,
-                const FNN_REAL *A, ptrdiff_t rsa, ptrdiff_t csa,
-                const FNN_REAL *B, ptrdiff_t rsb, ptrdiff_t csb,
-                FNN_REAL *C, ptrdiff_t ldc,
-                FNN_EPILOGUE ep, void *ep_ctx, void *ws, int n_threads)
+int FNN_(gemm)(int m, int n, int k,
+               const FNN_REAL *A, ptrdiff_t rsa, ptrdiff_t csa,
+               const FNN_REAL *B, ptrdiff_t rsb, ptrdiff_t csb,
+               FNN_REAL *C, ptrdiff_t ldc,
+               FNN_EPILOGUE ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads)
 {
-    if (m <= 0 || n <= 0) return;
+    if (m < 0 || n < 0 || k < 0) return FNN_EINVAL;
+    if (m == 0 || n == 0) return FNN_OK;
     const fnn_gemm_isa *isa = fnn_gemm_isa_get();
     FNN_(gemm_job) job;
     job.ukr = &FNN_UKR(isa);
@@ -171,13 +172,16 @@ void FNN_(gemm)(int m, int n, int k,
     job.ws = (char *)ws;
 
     const int nthr = gemm_team_size(m, n, k, job.plan.tiles, n_threads);
+    /* The packing buffers must fit in ws, and B's panels are read with aligned loads. */
+    if (((uintptr_t)ws & 63) != 0 || ws_bytes < plan_ws_bytes(&job.plan, nthr)) return FNN_EWORKSPACE;
     if (nthr <= 1) {
         FNN_(gemm_thread)(&job, 0, 1);
-        return;
+        return FNN_OK;
     }
 #ifdef _OPENMP
     /* The team may be smaller than asked (nested region, thread limit): split over its size. */
     FNN_PRAGMA(omp parallel num_threads(nthr))
     FNN_(gemm_thread)(&job, omp_get_thread_num(), omp_get_num_threads());
 #endif
+    return FNN_OK;
 }

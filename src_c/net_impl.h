@@ -23,16 +23,19 @@ struct P(net) {
     int n_layers;
     fnn_loss loss;
     int max_rows, max_threads, max_width;
+    T *params, *grads;             /* the caller's flat buffers ... */
+    ptrdiff_t n_params, n_buffers; /* ... and their lengths, checked at create */
     P(layer) *layers;     /* the caller's table, resolved */
     T **A;                /* A[l]: (max_rows, n_out_l) output of layer l (logits for the last) */
     T **Zhat;             /* batch norm: normalised Z of layer l, else NULL */
     T **bn_stats;         /* batch norm: mean, var, rstd of layer l (3 * n_out), else NULL */
     uint8_t **mask;       /* dropout: (max_rows, n_out_l) keep mask of the step, else NULL */
+    void *gemm_ws;        /* GEMM packing buffers, gemm_ws_bytes */
+    size_t gemm_ws_bytes;
     T *D[2];              /* ping-pong gradient buffers (max_rows, max_width) */
     T *Xb;                /* gathered mini-batch rows (max_rows, n_in_0) */
     T *Yb;                /* gathered float targets (max_rows, n_out_last) */
     int32_t *labels_b;    /* gathered labels (max_rows) */
-    void *gemm_ws;
     void *block;          /* the one allocation behind all of the above */
 };
 
@@ -135,10 +138,65 @@ static size_t P(take)(size_t *off, size_t bytes)
     return at;
 }
 
-P(net) *P(net_create)(int n_layers, const fnn_layer_spec *layers, fnn_loss loss, T *params,
-                      T *grads, T *buffers, int max_rows, int max_threads)
+/* Everything create checks of the layer table: sizes that chain, enums in range, and every
+ * array inside the caller's buffers.  Returns FNN_OK or FNN_EINVAL. */
+static int P(check_spec)(int L, const fnn_layer_spec *layers, fnn_loss loss, ptrdiff_t n_params,
+                         ptrdiff_t n_buffers)
 {
-    if (n_layers < 1 || max_rows < 1) return NULL;
+    if (L < 1 || (unsigned)loss > FNN_LOSS_MSE) return FNN_EINVAL;
+    for (int l = 0; l < L; l++) {
+        const fnn_layer_spec *ly = &layers[l];
+        const ptrdiff_t n_in = ly->n_in, n_out = ly->n_out;
+        if (n_in < 1 || n_out < 1 || (l > 0 && n_in != layers[l - 1].n_out)) return FNN_EINVAL;
+        if ((unsigned)ly->act > FNN_SOFTMAX || (ly->act == FNN_SOFTMAX && l != L - 1))
+            return FNN_EINVAL;
+        if (!(ly->keep_prob > 0.0 && ly->keep_prob <= 1.0)) return FNN_EINVAL;
+        if (!(ly->bn_momentum >= 0.0 && ly->bn_momentum < 1.0)) return FNN_EINVAL;
+        /* (offset, length, buffer length): each array present lies inside its buffer */
+        const ptrdiff_t arrays[6][3] = {
+            {ly->W, n_in * n_out, n_params},  {ly->b, n_out, n_params},
+            {ly->gamma, n_out, n_params},     {ly->beta, n_out, n_params},
+            {ly->running_mean, n_out, n_buffers}, {ly->running_var, n_out, n_buffers}};
+        for (int a = 0; a < 6; a++) {
+            const ptrdiff_t off = arrays[a][0], len = arrays[a][1], cap = arrays[a][2];
+            if (off < -1 || (off >= 0 && (off > cap || len > cap - off))) return FNN_EINVAL;
+        }
+        if (ly->W < 0) return FNN_EINVAL;
+        if (ly->batch_norm ? (ly->gamma < 0 || ly->beta < 0 || ly->running_mean < 0 ||
+                              ly->running_var < 0 || ly->b >= 0)
+                           : ly->b < 0)
+            return FNN_EINVAL;
+    }
+    return FNN_OK;
+}
+
+/* Bytes of GEMM workspace for every product of a step on up to `rows` rows. */
+static size_t P(gemm_ws_for)(int L, const fnn_layer_spec *layers, int rows, int n_threads)
+{
+    size_t ws = 0, w;
+    for (int l = 0; l < L; l++) {
+        const fnn_layer_spec *ly = &layers[l];
+        w = fnn_gemm_ws_size(rows, ly->n_out, ly->n_in, n_threads, sizeof(T));   /* Z = A W */
+        if (w > ws) ws = w;
+        w = fnn_gemm_ws_size(ly->n_in, ly->n_out, rows, n_threads, sizeof(T));   /* dW */
+        if (w > ws) ws = w;
+        w = fnn_gemm_ws_size(rows, ly->n_in, ly->n_out, n_threads, sizeof(T));   /* dA_prev */
+        if (w > ws) ws = w;
+    }
+    return ws;
+}
+
+P(net) *P(net_create)(int n_layers, const fnn_layer_spec *layers, fnn_loss loss, T *params,
+                      ptrdiff_t n_params, T *grads, T *buffers, ptrdiff_t n_buffers,
+                      int max_rows, int max_threads, int *status)
+{
+    int dummy;
+    if (!status) status = &dummy;
+    *status = FNN_EINVAL;
+    if (max_rows < 1 || n_params < 0 || n_buffers < 0 || !layers || !params || !grads) return NULL;
+    if (P(check_spec)(n_layers, layers, loss, n_params, n_buffers) != FNN_OK) return NULL;
+    if (n_buffers > 0 && !buffers) return NULL;
+    *status = FNN_ENOMEM;
     if (max_threads < 1) max_threads = 1;
     P(net) *net = (P(net) *)calloc(1, sizeof(P(net)));
     if (!net) return NULL;
@@ -146,21 +204,16 @@ P(net) *P(net_create)(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
     net->loss = loss;
     net->max_rows = max_rows;
     net->max_threads = max_threads;
+    net->params = params;
+    net->grads = grads;
+    net->n_params = n_params;
+    net->n_buffers = n_buffers;
     const int L = n_layers;
     const size_t rows = (size_t)max_rows;
     int width = 1;
-    size_t gemm_ws = 0;
-    for (int l = 0; l < L; l++) {
-        const fnn_layer_spec *ly = &layers[l];
-        if (ly->n_out > width) width = ly->n_out;
-        size_t w;
-        w = fnn_gemm_ws_size(max_rows, ly->n_out, ly->n_in, max_threads, sizeof(T));
-        if (w > gemm_ws) gemm_ws = w;
-        w = fnn_gemm_ws_size(ly->n_in, ly->n_out, max_rows, max_threads, sizeof(T));
-        if (w > gemm_ws) gemm_ws = w;
-        w = fnn_gemm_ws_size(max_rows, ly->n_in, ly->n_out, max_threads, sizeof(T));
-        if (w > gemm_ws) gemm_ws = w;
-    }
+    for (int l = 0; l < L; l++)
+        if (layers[l].n_out > width) width = layers[l].n_out;
+    const size_t gemm_ws = P(gemm_ws_for)(L, layers, max_rows, max_threads);
     net->max_width = width;
 
     /* Lay out every buffer in one block: offsets first, then one allocation. */
@@ -226,6 +279,8 @@ P(net) *P(net_create)(int n_layers, const fnn_layer_spec *layers, fnn_loss loss,
     net->Yb = (T *)(blk + o_Yb);
     net->labels_b = (int32_t *)(blk + o_lab);
     net->gemm_ws = blk + o_ws;
+    net->gemm_ws_bytes = gemm_ws;
+    *status = FNN_OK;
     return net;
 }
 
@@ -247,10 +302,10 @@ static void P(bn_infer)(int m, const P(layer) *ly, T *Z, ptrdiff_t ldz, T *Zhat,
     for (int j = 0; j < n; j++) r[j] = (T)(1.0 / sqrt((double)ly->running_var[j] + FNN_BN_EPS));
     for (int i = 0; i < m; i++) {
         T *restrict z = Z + (ptrdiff_t)i * ldz;
-        T *restrict h = Zhat + (ptrdiff_t)i * n;
         for (int j = 0; j < n; j++) {
-            h[j] = (z[j] - ly->running_mean[j]) * r[j];
-            z[j] = ly->gamma[j] * h[j] + ly->beta[j];
+            const T h = (z[j] - ly->running_mean[j]) * r[j];
+            if (Zhat) Zhat[(ptrdiff_t)i * n + j] = h;   /* kept for backward only */
+            z[j] = ly->gamma[j] * h + ly->beta[j];
         }
     }
 }
@@ -272,10 +327,29 @@ static void P(bn_infer_backward)(int m, const P(layer) *ly, T *dY, const T *Zhat
 
 /* ---- forward ----------------------------------------------------------------------------- */
 
+/* Where a forward pass writes: the net's own training workspace, or a caller's inference
+ * workspace (fnn_snet_infer), so that inference never touches the buffers a training step uses
+ * and any number of threads can run it on one net at once. */
+typedef struct {
+    T **A;                /* A[l]: output of layer l (row stride n_out_l) */
+    T **Zhat;             /* batch norm: normalised Z, kept for backward (NULL: not kept) */
+    T **stats;            /* batch norm: 3 * n_out_l scratch (mean, var, rstd) */
+    uint8_t **mask;       /* dropout masks (training only) */
+    void *gemm_ws;
+    size_t gemm_ws_bytes;
+} P(bufs);
+
+static P(bufs) P(train_bufs)(P(net) *net)
+{
+    P(bufs) b = {net->A, net->Zhat, net->bn_stats, net->mask, net->gemm_ws, net->gemm_ws_bytes};
+    return b;
+}
+
 /* Forward through every layer.  The last layer's logits land in `out` (row stride ldo) when out
- * is not NULL, else in A[L-1]. */
-static void P(forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
-                       uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+ * is not NULL, else in A[L-1].  Returns FNN_OK or the GEMM's error. */
+static int P(forward)(const P(net) *net, const P(bufs) *bf, int m, const T *X, ptrdiff_t ldx,
+                      int training, uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo,
+                      int n_threads)
 {
     const int L = net->n_layers;
     const T *in = X;
@@ -283,51 +357,161 @@ static void P(forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int traini
     for (int l = 0; l < L; l++) {
         const P(layer) *ly = &net->layers[l];
         const int last = (l == L - 1);
-        T *Z = (last && out) ? out : net->A[l];
+        T *Z = (last && out) ? out : bf->A[l];
         ptrdiff_t ldz = (last && out) ? ldo : ly->n_out;
         P(fwd_ctx) ctx;
         ctx.b = ly->batch_norm ? NULL : ly->b;
         ctx.act = last ? FNN_LINEAR : ly->act;
-        ctx.mask = (training && !last && ly->keep_prob < 1.0) ? net->mask[l] : NULL;
+        ctx.mask = (training && !last && ly->keep_prob < 1.0) ? bf->mask[l] : NULL;
         ctx.n_out = ly->n_out;
         ctx.seed = seed;
         ctx.step = step;
         ctx.layer = (uint32_t)l;
         ctx.threshold = ly->keep_prob < 1.0 ? fnn_keep_threshold(ly->keep_prob) : 0;
         ctx.inv_keep = (T)(1.0 / ly->keep_prob);
-        if (!ly->batch_norm) {
-            P(gemm)(m, ly->n_out, ly->n_in, in, ld_in, 1, ly->W, ly->n_out, 1, Z, ldz,
-                    P(fwd_epilogue), &ctx, net->gemm_ws, n_threads);
-        } else {
-            P(gemm)(m, ly->n_out, ly->n_in, in, ld_in, 1, ly->W, ly->n_out, 1, Z, ldz,
-                    NULL, NULL, net->gemm_ws, n_threads);
-            T *st = net->bn_stats[l];
+        const int rc = P(gemm)(m, ly->n_out, ly->n_in, in, ld_in, 1, ly->W, ly->n_out, 1, Z, ldz,
+                               ly->batch_norm ? NULL : P(fwd_epilogue),
+                               ly->batch_norm ? NULL : &ctx, bf->gemm_ws, bf->gemm_ws_bytes,
+                               n_threads);
+        if (rc != FNN_OK) return rc;
+        if (ly->batch_norm) {
+            T *st = bf->stats[l];
             if (training)
                 P(batchnorm_forward_train)(m, ly->n_out, Z, ldz, ly->gamma, ly->beta, FNN_BN_EPS,
-                                           ly->bn_momentum, net->Zhat[l], ly->n_out, Z, ldz,
+                                           ly->bn_momentum, bf->Zhat[l], ly->n_out, Z, ldz,
                                            st, st + ly->n_out, st + 2 * ly->n_out,
                                            ly->running_mean, ly->running_var, n_threads);
             else
-                P(bn_infer)(m, ly, Z, ldz, net->Zhat[l], st + 2 * ly->n_out);
-            ctx.b = NULL;
+                P(bn_infer)(m, ly, Z, ldz, bf->Zhat ? bf->Zhat[l] : NULL, st + 2 * ly->n_out);
             P(rows_epilogue)(&ctx, Z, ldz, m, ly->n_out, n_threads);
         }
         in = Z;
         ld_in = ldz;
     }
+    return FNN_OK;
 }
 
-void P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
-                    uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+/* The output activation applied to the logits in place: probabilities or values. */
+static void P(output_activation)(const P(net) *net, int m, T *out, ptrdiff_t ldo)
 {
     const P(layer) *last = &net->layers[net->n_layers - 1];
-    if (n_threads > net->max_threads) n_threads = net->max_threads;
-    P(forward)(net, m, X, ldx, training, seed, step, out, ldo, n_threads);
     if (last->act == FNN_SOFTMAX) {
         P(softmax_rows)(m, last->n_out, out, ldo, out, ldo);
     } else if (last->act != FNN_LINEAR) {
         for (int i = 0; i < m; i++) P(act_forward)(last->act, out + (ptrdiff_t)i * ldo, last->n_out);
     }
+}
+
+/* The checks every entry point makes of a batch before it runs: m rows of X (row stride ldx)
+ * fit the net, and n_threads is clamped to the team the workspace was sized for. */
+static int P(check_batch)(const P(net) *net, int m, int max_rows, const T *X, ptrdiff_t ldx)
+{
+    if (m < 0 || m > max_rows || (m > 0 && !X) || ldx < net->layers[0].n_in) return FNN_EINVAL;
+    return FNN_OK;
+}
+
+static int P(clamp_threads)(const P(net) *net, int n_threads)
+{
+    if (n_threads < 1) return 1;
+    return n_threads > net->max_threads ? net->max_threads : n_threads;
+}
+
+/* Targets: labels in [0, n) for cross-entropy, a Y of row stride >= n otherwise. */
+static int P(check_targets)(const P(net) *net, int m, const int32_t *labels, const T *Y,
+                            ptrdiff_t ldy)
+{
+    const int n = net->layers[net->n_layers - 1].n_out;
+    if (net->loss == FNN_LOSS_XENT) {
+        if (m > 0 && !labels) return FNN_EINVAL;
+        for (int i = 0; i < m; i++)
+            if (labels[i] < 0 || labels[i] >= n) return FNN_EINVAL;
+    } else if (m > 0 && (!Y || ldy < n)) {
+        return FNN_EINVAL;
+    }
+    return FNN_OK;
+}
+
+int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                   uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+{
+    if (P(check_batch)(net, m, net->max_rows, X, ldx) != FNN_OK || !out ||
+        ldo < net->layers[net->n_layers - 1].n_out)
+        return FNN_EINVAL;
+    if (m == 0) return FNN_OK;
+    n_threads = P(clamp_threads)(net, n_threads);
+    const P(bufs) bf = P(train_bufs)(net);
+    const int rc = P(forward)(net, &bf, m, X, ldx, training, seed, step, out, ldo, n_threads);
+    if (rc == FNN_OK) P(output_activation)(net, m, out, ldo);
+    return rc;
+}
+
+/* ---- inference over a caller's workspace -------------------------------------------------
+ * Layout of the workspace for m rows: two ping-pong activation buffers (m, max_width), the
+ * logits (m, n_out_last), a batch-norm scratch (3 * max_width), L pointers each for A and
+ * stats, then the GEMM's packing buffers.  Each piece starts on a 64-byte boundary. */
+typedef struct {
+    size_t act, logits, scratch, ptrs, gemm, total;   /* offsets, and the total in bytes */
+    size_t gemm_bytes;
+} P(infer_layout);
+
+static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads)
+{
+    P(infer_layout) lo;
+    const int L = net->n_layers;
+    const size_t rows = m > 0 ? (size_t)m : 1;
+    size_t off = 0;
+    lo.act = P(take)(&off, 2 * sizeof(T) * rows * (size_t)net->max_width);
+    lo.logits = P(take)(&off, sizeof(T) * rows * (size_t)net->layers[L - 1].n_out);
+    lo.scratch = P(take)(&off, 3 * sizeof(T) * (size_t)net->max_width);
+    lo.ptrs = P(take)(&off, 2 * sizeof(T *) * (size_t)L);
+    lo.gemm_bytes = 0;
+    for (int l = 0; l < L; l++) {
+        const size_t w = fnn_gemm_ws_size((int)rows, net->layers[l].n_out, net->layers[l].n_in,
+                                          n_threads, sizeof(T));
+        if (w > lo.gemm_bytes) lo.gemm_bytes = w;
+    }
+    lo.gemm = P(take)(&off, lo.gemm_bytes);
+    lo.total = off;
+    return lo;
+}
+
+size_t P(net_infer_ws_size)(const P(net) *net, int m, int n_threads)
+{
+    return P(infer_plan)(net, m, n_threads < 1 ? 1 : n_threads).total;
+}
+
+/* Forward in inference mode over the caller's workspace; the logits land in the workspace's
+ * logits buffer (returned through *logits) or, when out != NULL, in out. */
+static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
+                         ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads, T **logits)
+{
+    if (P(check_batch)(net, m, INT32_MAX, X, ldx) != FNN_OK) return FNN_EINVAL;
+    if (m == 0) return FNN_OK;
+    if (n_threads < 1) n_threads = 1;
+    const P(infer_layout) lo = P(infer_plan)(net, m, n_threads);
+    if (!ws || ((uintptr_t)ws & 63) != 0 || ws_bytes < lo.total) return FNN_EWORKSPACE;
+    char *base = (char *)ws;
+    const int L = net->n_layers;
+    T *act = (T *)(base + lo.act);
+    T **A = (T **)(base + lo.ptrs), **stats = A + L;
+    for (int l = 0; l < L; l++) {
+        A[l] = act + (size_t)(l & 1) * (size_t)m * (size_t)net->max_width;
+        stats[l] = (T *)(base + lo.scratch);
+    }
+    const P(bufs) bf = {A, NULL, stats, NULL, base + lo.gemm, lo.gemm_bytes};
+    T *dst = out ? out : (T *)(base + lo.logits);
+    const ptrdiff_t ld = out ? ldo : net->layers[L - 1].n_out;
+    if (logits) *logits = dst;
+    return P(forward)(net, &bf, m, X, ldx, 0, 0, 0, dst, ld, n_threads);
+}
+
+int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
+                 void *ws, size_t ws_bytes, int n_threads)
+{
+    if (!out || ldo < net->layers[net->n_layers - 1].n_out) return FNN_EINVAL;
+    const int rc = P(infer_into)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads, NULL);
+    if (rc == FNN_OK && m > 0) P(output_activation)(net, m, out, ldo);
+    return rc;
 }
 
 /* ---- loss, errors, backward -------------------------------------------------------------- */
@@ -352,8 +536,8 @@ static int64_t P(count_errors)(fnn_loss loss, int m, int n, const T *Z, const in
     return wrong;
 }
 
-static void P(backward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
-                        double l2_coef, int n_threads)
+static int P(backward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                       double l2_coef, int n_threads)
 {
     const int L = net->n_layers;
     int cur = 0;  /* net->D[cur] holds dZ of layer l */
@@ -374,8 +558,10 @@ static void P(backward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int train
         const ptrdiff_t ld_prev = l > 0 ? net->layers[l - 1].n_out : ldx;
         /* dW = A_prev^T dZ (+ l2_coef W) */
         P(l2_ctx) l2 = {ly->W, n_out, (T)l2_coef};
-        P(gemm)(n_in, n_out, m, A_prev, 1, ld_prev, dZ, n_out, 1, ly->dW, n_out,
-                l2_coef != 0.0 ? P(l2_epilogue) : NULL, &l2, net->gemm_ws, n_threads);
+        int rc = P(gemm)(n_in, n_out, m, A_prev, 1, ld_prev, dZ, n_out, 1, ly->dW, n_out,
+                         l2_coef != 0.0 ? P(l2_epilogue) : NULL, &l2, net->gemm_ws,
+                         net->gemm_ws_bytes, n_threads);
+        if (rc != FNN_OK) return rc;
         /* db = column sums of dZ, rows in order */
         if (!ly->batch_norm) {
             T *restrict db = ly->db;
@@ -396,10 +582,12 @@ static void P(backward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int train
         bc.keep = (T)prev->keep_prob;
         bc.inv_keep = (T)(1.0 / prev->keep_prob);
         T *dA = net->D[1 - cur];
-        P(gemm)(m, n_in, n_out, dZ, n_out, 1, ly->W, 1, n_out, dA, n_in,
-                P(bwd_epilogue), &bc, net->gemm_ws, n_threads);
+        rc = P(gemm)(m, n_in, n_out, dZ, n_out, 1, ly->W, 1, n_out, dA, n_in,
+                     P(bwd_epilogue), &bc, net->gemm_ws, net->gemm_ws_bytes, n_threads);
+        if (rc != FNN_OK) return rc;
         cur = 1 - cur;
     }
+    return FNN_OK;
 }
 
 static double P(sum_w2)(const P(net) *net)
@@ -415,49 +603,82 @@ static double P(sum_w2)(const P(net) *net)
     return total;
 }
 
-void P(net_evaluate)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
-                     const int32_t *labels, const T *Y, ptrdiff_t ldy, int n_threads,
-                     fnn_pass_result *res)
+int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                    const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
+                    int n_threads, fnn_pass_result *res)
 {
-    const int L = net->n_layers, n = net->layers[L - 1].n_out;
-    if (n_threads > net->max_threads) n_threads = net->max_threads;
-    P(forward)(net, m, X, ldx, 0, 0, 0, NULL, 0, n_threads);
-    const T *Z = net->A[L - 1];
+    const int n = net->layers[net->n_layers - 1].n_out;
+    if (!res || P(check_targets)(net, m, labels, Y, ldy) != FNN_OK) return FNN_EINVAL;
+    res->loss = 0.0;
+    res->sum_w2 = 0.0;
+    res->n_errors = 0;
+    T *Z = NULL;
+    const int rc = P(infer_into)(net, m, X, ldx, NULL, 0, ws, ws_bytes, n_threads, &Z);
+    if (rc != FNN_OK || m == 0) return rc;
     res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
     double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
     res->loss = P(loss_grad)(net->loss, m, n, Z, n, labels, Y, ldy, NULL, (T)0) / denom;
-    res->sum_w2 = 0.0;
+    return FNN_OK;
 }
 
-void P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
-                      const int32_t *labels, const T *Y, ptrdiff_t ldy,
-                      int training, uint64_t seed, uint64_t step, double l2_coef,
-                      int n_threads, fnn_pass_result *res)
+/* loss_grad without the checks (the entry points check first). */
+static int P(loss_grad_run)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                            const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                            int training, uint64_t seed, uint64_t step, double l2_coef,
+                            int n_threads, fnn_pass_result *res)
 {
     const int L = net->n_layers;
-    const P(layer) *last = &net->layers[L - 1];
-    const int n = last->n_out;
-    if (n_threads > net->max_threads) n_threads = net->max_threads;
-    P(forward)(net, m, X, ldx, training, seed, step, NULL, 0, n_threads);
+    const int n = net->layers[L - 1].n_out;
+    const P(bufs) bf = P(train_bufs)(net);
+    int rc = P(forward)(net, &bf, m, X, ldx, training, seed, step, NULL, 0, n_threads);
+    if (rc != FNN_OK) return rc;
     T *Z = net->A[L - 1];
     res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
     double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
     double sum = P(loss_grad)(net->loss, m, n, Z, n, labels, Y, ldy, net->D[0], (T)(1.0 / denom));
     res->loss = sum / denom;
     res->sum_w2 = l2_coef != 0.0 ? P(sum_w2)(net) : 0.0;
-    P(backward)(net, m, X, ldx, training, l2_coef, n_threads);
+    return P(backward)(net, m, X, ldx, training, l2_coef, n_threads);
+}
+
+int P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                     const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                     int training, uint64_t seed, uint64_t step, double l2_coef,
+                     int n_threads, fnn_pass_result *res)
+{
+    if (!res || m < 1 || P(check_batch)(net, m, net->max_rows, X, ldx) != FNN_OK ||
+        P(check_targets)(net, m, labels, Y, ldy) != FNN_OK)
+        return FNN_EINVAL;
+    return P(loss_grad_run)(net, m, X, ldx, labels, Y, ldy, training, seed, step, l2_coef,
+                            P(clamp_threads)(net, n_threads), res);
 }
 
 int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
-                      const T *X, ptrdiff_t ldx,
-                      const int32_t *labels, const T *Y, ptrdiff_t ldy,
-                      uint64_t seed, uint64_t step0, double l2_coef,
-                      const fnn_optim_params *op, ptrdiff_t n_params, T *params,
-                      const T *grads, T *v, T *s, int n_threads, fnn_pass_result *res)
+                       const T *X, int64_t n_rows, ptrdiff_t ldx,
+                       const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                       uint64_t seed, uint64_t step0, double l2_coef,
+                       const fnn_optim_params *op, T *v, T *s, int n_threads,
+                       fnn_pass_result *res, int *n_done)
 {
     const int n_in = net->layers[0].n_in, n_out = net->layers[net->n_layers - 1].n_out;
-    if (n_threads > net->max_threads) n_threads = net->max_threads;
-    if (bs > net->max_rows) bs = net->max_rows;
+    if (n_done) *n_done = 0;
+    /* Sizes the workspace and the flat buffers were made for; every row index inside X; the
+     * targets of every row the steps will read. */
+    if (!n_done || !res || !op || count < 0 || bs < 1 || bs > net->max_rows || n_rows < 0 ||
+        (count > 0 && (!idx || !X)) || ldx < n_in || (unsigned)op->kind > FNN_ADAMW ||
+        (op->kind != FNN_SGD && op->kind != FNN_RMSPROP && !v) ||
+        (op->kind != FNN_SGD && op->kind != FNN_MOMENTUM && !s))
+        return FNN_EINVAL;
+    for (int64_t i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= n_rows) return FNN_EINVAL;
+    if (net->loss == FNN_LOSS_XENT) {
+        if (count > 0 && !labels) return FNN_EINVAL;
+        for (int64_t i = 0; i < count; i++)
+            if (labels[idx[i]] < 0 || labels[idx[i]] >= n_out) return FNN_EINVAL;
+    } else if (count > 0 && (!Y || ldy < n_out)) {
+        return FNN_EINVAL;
+    }
+    n_threads = P(clamp_threads)(net, n_threads);
     fnn_optim_params opk = *op;
     int k = 0;
     for (int64_t start = 0; start < count; start += bs, k++) {
@@ -466,16 +687,18 @@ int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
         P(gather_rows)(m, n_in, X, ldx, rows, net->Xb);
         if (labels) fnn_igather(m, labels, rows, net->labels_b);
         if (Y) P(gather_rows)(m, n_out, Y, ldy, rows, net->Yb);
-        P(net_loss_grad)(net, m, net->Xb, n_in, labels ? net->labels_b : NULL,
-                         Y ? net->Yb : NULL, n_out, 1, seed, step0 + (uint64_t)k, l2_coef,
-                         n_threads, &res[k]);
+        const int rc = P(loss_grad_run)(net, m, net->Xb, n_in, labels ? net->labels_b : NULL,
+                                        Y ? net->Yb : NULL, n_out, 1, seed, step0 + (uint64_t)k,
+                                        l2_coef, n_threads, &res[k]);
+        if (rc != FNN_OK) { *n_done = k; return rc; }
         /* A non-finite loss leaves the parameters as they were, those of the last finite
          * step, and ends the run. */
-        if (!isfinite(res[k].loss) || !isfinite(res[k].sum_w2)) return k + 1;
+        if (!isfinite(res[k].loss) || !isfinite(res[k].sum_w2)) { *n_done = k + 1; return FNN_OK; }
         opk.t = op->t + k;
-        P(optim_step)(&opk, n_params, params, grads, v, s, n_threads);
+        P(optim_step)(&opk, net->n_params, net->params, net->grads, v, s, n_threads);
     }
-    return k;
+    *n_done = k;
+    return FNN_OK;
 }
 
 #undef T
