@@ -4,6 +4,11 @@ OpenMP is used when the compiler has it (probed with a tiny program); otherwise 
 loudly and the kernels run serially.  Only baseline flags for the target are used: the AVX2
 kernels are selected at run time (function attributes + CPU detection), so a wheel runs on any
 x86-64.  Set FASTNN_NO_OPENMP=1 to force the serial build.
+
+FASTNN_SANITIZE=1 builds the extension with AddressSanitizer and UndefinedBehaviorSanitizer (the
+sanitizer job of .ci/run): every report aborts the process.  Such a build must be run with the
+sanitizer runtime preloaded (LD_PRELOAD of libasan), since the Python interpreter is not built
+with it.
 """
 import os
 import shutil
@@ -51,6 +56,12 @@ else:
     compile_args = ["-O3", "-fno-math-errno", "-std=c11", "-fvisibility=hidden"]
     link_args = []
     omp_flags = ["-fopenmp"]
+
+if os.environ.get("FASTNN_SANITIZE", "") not in ("", "0") and sys.platform != "win32":
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                "-fno-omit-frame-pointer", "-g"]
+    compile_args += sanitize
+    link_args += sanitize
 
 use_openmp = os.environ.get("FASTNN_NO_OPENMP", "") in ("", "0") and (
     sys.platform == "win32" or _compiler_accepts(omp_flags, OPENMP_PROBE))
