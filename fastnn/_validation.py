@@ -128,6 +128,16 @@ def _check_finite(arr, name):
                          f"{n_inf} infinite values")
 
 
+def _converted_finite(arr, dtype, name):
+    """arr as a C-contiguous array of dtype; finite values beyond the dtype's range (1e39 for
+    float32) would become infinite: refused with the range named."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        raise ValueError(f"{name} has values beyond the range of {out.dtype} (largest "
+                         f"{np.finfo(out.dtype).max:.3g} in magnitude)")
+    return out
+
+
 def validate_X(X, name="X", n_features=None, dtype=None):
     """Validate a 2-D feature matrix and return it as a C-contiguous floating array.
 
@@ -170,8 +180,8 @@ def validate_X(X, name="X", n_features=None, dtype=None):
         raise ValueError(f"{name} must have {n_features} features (columns), got "
                          f"{arr.shape[1]} (shape {arr.shape})")
     target = _result_dtype(arr, dtype, name)
-    arr = np.ascontiguousarray(arr, dtype=target)
     _check_finite(arr, name)
+    arr = _converted_finite(arr, target, name)
     return arr
 
 
@@ -265,7 +275,7 @@ def validate_y(y, name="y", *, task="multiclass", n_samples=None, n_classes=None
         if cols != n_outputs:
             raise ValueError(f"{name} must have {n_outputs} output column(s), got shape "
                              f"{arr.shape}")
-    out = np.ascontiguousarray(arr, dtype=_result_dtype(arr, dtype, "dtype"))
+    out = _converted_finite(arr, _result_dtype(arr, dtype, "dtype"), name)
     if task == "binary" and not np.isin(out, (0, 1)).all():
         bad = out[~np.isin(out, (0, 1))][0]
         raise ValueError(f"{name} must hold 0/1 targets for a sigmoid output, got {bad.item()!r}")

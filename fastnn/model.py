@@ -37,6 +37,16 @@ INITS = ("zeros", "random", "xavier", "he")
 _CHUNK_ROWS = 4096
 
 
+def _check_output(out):
+    """Refuse a non-finite network output rather than return it (or a class made of it)."""
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ValueError(f"the network's output is NaN or infinite for {int(bad.sum())} of "
+                         f"{out.shape[0]} rows (first: row {int(np.argmax(bad))}): the activations "
+                         f"overflow {out.dtype}; the inputs are too large for these weights, or "
+                         f"the weights diverged in training")
+
+
 class Dense:
     """A fully connected layer: ``output = activation(dot(input, W) + b)``, then dropout.
 
@@ -390,6 +400,13 @@ class MLP:
         Returns
         -------
         ndarray of shape (n_samples, n_outputs), the model's dtype
+
+        Raises
+        ------
+        ValueError
+            The output is NaN or infinite for some rows: the activations overflow the model's
+            dtype (inputs too large for these weights, or weights that diverged).  No NaN is ever
+            returned, nor turned into a class by ``predict``.
         """
         X = self._prepare_X(X)
         seed = self.seed if seed is None else check_random_seed(seed)
@@ -399,11 +416,13 @@ class MLP:
         if training:  # batch statistics need the whole batch in one call
             with self._training("forward(training=True)"):
                 self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
+            _check_output(out)
             return out
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
         for start in range(0, n, _CHUNK_ROWS):
             stop = min(n, start + _CHUNK_ROWS)
             net.infer(X[start:stop], out[start:stop], n_threads)
+        _check_output(out)
         return out
 
     def predict_proba(self, X):

@@ -377,3 +377,33 @@ def test_a_forked_child_can_train_after_the_parent_trained():
     r = run_python(code, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["same", "0"]
+
+
+# ---- non-finite results ---------------------------------------------------------------------------
+
+def test_prediction_never_turns_nan_into_a_class():
+    """Weights that overflow float32 gave NaN probabilities that predict mapped to class 0."""
+    m = fn.MLP(4, [fn.Dense(8), fn.Dense(3, "softmax")])
+    w = m.get_weights()
+    w["0.W"][...] = 1e30
+    w["1.W"][...] = 1e30
+    m.set_weights(w)
+    X = np.ones((5, 4), np.float32)
+    for call in (m.predict, m.predict_proba, m.forward):
+        with pytest.raises(ValueError, match="NaN or infinite for 5 of 5 rows"):
+            call(X)
+    big = fn.MLP(4, [fn.Dense(3, "linear")])
+    big.set_weights({"0.W": np.ones((4, 3), np.float32), "0.b": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        big.predict(np.full((2, 4), 3e38, np.float32))   # finite inputs, overflowing products
+
+
+@pytest.mark.parametrize("task, y", [("regression", [1e39, 0.0]), ("binary", [1e39, 0.0])])
+def test_targets_beyond_the_dtype_range_are_refused(task, y):
+    """y of 1e39 passed for a float32 model (it became infinite in the conversion)."""
+    out = {"regression": "linear", "binary": "sigmoid"}[task]
+    m = fn.MLP(2, [fn.Dense(1, out)])
+    with pytest.raises(ValueError, match="range of float32"):
+        fn.Trainer(m).fit(np.ones((2, 2)), np.array(y), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="range of float32"):
+        m.predict(np.array([[1e39, 0.0]]))
