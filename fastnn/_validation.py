@@ -131,7 +131,8 @@ def _check_finite(arr, name):
 def _converted_finite(arr, dtype, name):
     """arr as a C-contiguous array of dtype; finite values beyond the dtype's range (1e39 for
     float32) would become infinite: refused with the range named."""
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):  # reported below, with the range
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if out.dtype.kind == "f" and not np.isfinite(out).all():
         raise ValueError(f"{name} has values beyond the range of {out.dtype} (largest "
                          f"{np.finfo(out.dtype).max:.3g} in magnitude)")
