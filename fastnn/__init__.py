@@ -5,8 +5,8 @@ Fused C/OpenMP kernels (src_c/), a typed Cython layer (fastnn/_core.pyx) and a s
 schedules of ``fastnn.schedules``, data tools, gradient checking, bias/variance diagnosis and
 hyperparameter search.
 """
+from ._threads import get_num_threads, set_num_threads, threads  # first: loads the runtime
 from . import data, datasets, optim, reference, schedules, search
-from ._threads import get_num_threads, set_num_threads, threads
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
 from .gradcheck import GradcheckResult, gradcheck

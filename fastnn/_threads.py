@@ -16,8 +16,28 @@ import contextlib
 import os
 import threading
 
-from . import _core
 from ._validation import check_scalar
+
+# GOMP_SPINCOUNT (libgomp) and KMP_BLOCKTIME in ms (LLVM/Intel OpenMP) while the runtime loads.
+_SPIN = {"GOMP_SPINCOUNT": "3000", "KMP_BLOCKTIME": "1"}
+_USER_POLICY = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+
+
+def _load_core():
+    """Import the compiled core, its OpenMP runtime reading the short spin (see Load above)."""
+    if any(k in os.environ for k in _USER_POLICY):
+        from . import _core
+        return _core
+    os.environ.update(_SPIN)
+    try:
+        from . import _core
+    finally:
+        for key in _SPIN:
+            os.environ.pop(key, None)
+    return _core
+
+
+_core = _load_core()
 
 __all__ = ["get_num_threads", "set_num_threads", "threads"]
 

@@ -95,3 +95,21 @@ def test_fit_never_runs_more_threads_than_given():
     assert alone["n_samples"] >= 50
     assert 1 <= alone["max_runnable"] <= 2, alone
     assert both["max_runnable"] >= 3, both       # the instrument does see oversubscription
+
+
+def test_openmp_spin_setting_stays_out_of_the_environment():
+    """fastnn loads its OpenMP runtime with a short spin (spinning threads steal the cores of a
+    busy machine), but leaves no variable behind for other libraries or child processes, and a
+    policy the user chose stands."""
+    code = ("import os, fastnn; print(os.environ.get('GOMP_SPINCOUNT'), "
+            "os.environ.get('KMP_BLOCKTIME'), os.environ.get('OMP_WAIT_POLICY'))")
+    pythonpath = os.path.dirname(os.path.dirname(fn.__file__))
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_WAIT_POLICY")}
+    base["PYTHONPATH"] = pythonpath
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=base, timeout=60)
+    assert out.stdout.split() == ["None", "None", "None"], out.stderr
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(base, OMP_WAIT_POLICY="passive"), timeout=60)
+    assert out.stdout.split() == ["None", "None", "passive"], out.stderr
