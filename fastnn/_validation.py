@@ -169,6 +169,11 @@ def validate_X(X, name="X", n_features=None, dtype=None):
         Wrong number of dimensions, no rows or no columns, NaN or infinity, or a column count
         other than ``n_features``.
     """
+    if (type(X) is np.ndarray and X.ndim == 2 and X.flags.c_contiguous and X.size
+            and X.dtype == (dtype if dtype is not None else X.dtype) and X.dtype.kind == "f"
+            and (n_features is None or X.shape[1] == n_features)):
+        _check_finite(X, name)   # the common case, an array ready for the kernels: no copy
+        return X
     arr = _as_numeric_array(X, name)
     if arr.ndim != 2:
         hint = " (reshape a single feature with X.reshape(-1, 1))" if arr.ndim == 1 else ""
