@@ -20,8 +20,10 @@ def load_data(spec, seed=0):
     """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
 
     CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
-    is not numeric).  NPZ: arrays ``X`` and ``y``.  No pickle is ever loaded."""
+    is not numeric).  NPZ: arrays ``X`` and ``y``.  Regular files only, checked before anything
+    is allocated for them (``fastnn._files``); no pickle is ever loaded."""
     from . import datasets
+    from ._files import load_csv, load_npy, load_npz
     if spec in _BUILTIN:
         fn = getattr(datasets, spec)
         return fn() if spec == "digits" else fn(seed=seed)
@@ -30,22 +32,11 @@ def load_data(spec, seed=0):
                          f"file, got {spec!r}")
     ext = os.path.splitext(spec)[1].lower()
     if ext == ".npz":
-        with np.load(spec, allow_pickle=False) as f:
-            if "X" not in f or "y" not in f:
-                raise ValueError(f"{spec}: an .npz data file needs arrays 'X' and 'y', has "
-                                 f"{sorted(f.files)}")
-            return f["X"], f["y"]
+        return load_npz(spec, ("X", "y"))
     if ext == ".npy":
-        table = np.load(spec, allow_pickle=False)
+        table = load_npy(spec)
     elif ext == ".csv":
-        with open(spec) as f:
-            first = f.readline()
-        try:
-            [float(v) for v in first.strip().split(",")]
-            skip = 0
-        except ValueError:
-            skip = 1
-        table = np.loadtxt(spec, delimiter=",", skiprows=skip, ndmin=2)
+        table = load_csv(spec)
     else:
         raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
     if table.ndim != 2 or table.shape[1] < 2:
@@ -178,9 +169,9 @@ def _predict(args):
     if args.data in _BUILTIN or args.has_target or args.data.endswith(".npz"):
         X, y = load_data(args.data)
     else:
+        from ._files import load_csv, load_npy
         ext = os.path.splitext(args.data)[1].lower()
-        X = np.load(args.data, allow_pickle=False) if ext == ".npy" else \
-            np.loadtxt(args.data, delimiter=",", ndmin=2)
+        X = load_npy(args.data) if ext == ".npy" else load_csv(args.data, skip_header=False)
         y = None
     pred = model.predict(X)
     if y is not None and model.task == "multiclass":

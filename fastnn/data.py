@@ -147,6 +147,11 @@ def train_dev_test_split(X, y, dev_size, test_size, seed=0, stratify=False):
     return X[train], X[dev], X[test], y[train], y[dev], y[test]
 
 
+def _constant_scale(mean):
+    """The scale at or below which ``Standardizer.fit`` takes a column for constant."""
+    return 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+
+
 class Standardizer:
     """Standardise features to zero mean and unit variance: ``X' = (X - mean_) / scale_``.
 
@@ -191,8 +196,7 @@ class Standardizer:
         mean = X.mean(axis=0)
         scale = X.std(axis=0)
         # Constant columns (up to rounding of the mean) would divide by ~0: leave them unscaled.
-        constant = scale <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
-        scale[constant] = 1.0
+        scale[scale <= _constant_scale(mean)] = 1.0
         self.mean_, self.scale_, self.n_features_in_ = mean, scale, X.shape[1]
         return self
 
@@ -238,7 +242,9 @@ class Standardizer:
         Raises
         ------
         ValueError, TypeError
-            A malformed state (wrong name, lengths differ, non-finite or non-positive scale).
+            A malformed state (wrong name, lengths differ, a non-finite mean or scale, or a
+            scale that ``fit`` never produces: at most ``10 eps max(|mean|, 1)``, which ``fit``
+            replaces by 1).
         """
         if not isinstance(state, dict) or state.get("name") != "Standardizer":
             raise ValueError(f"state must be a dict from Standardizer.to_dict(), got "
@@ -256,8 +262,15 @@ class Standardizer:
         if mean.ndim != 1 or mean.shape != scale.shape or mean.size == 0:
             raise ValueError(f"state['mean'] and state['scale'] must be non-empty lists of equal "
                              f"length, got shapes {mean.shape} and {scale.shape}")
-        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError("state['mean'] must be finite and state['scale'] finite and > 0")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError("state['mean'] and state['scale'] must be finite")
+        tiny = ~(scale > _constant_scale(mean))
+        if tiny.any():
+            j = int(np.argmax(tiny))
+            raise ValueError(f"state['scale'][{j}] = {scale[j]!r} is not a scale fit produces "
+                             f"(it must exceed 10 eps max(|mean|, 1) = "
+                             f"{_constant_scale(mean[j]):.3g}; dividing by it would blow the "
+                             f"feature up)")
         obj.mean_, obj.scale_, obj.n_features_in_ = mean, scale, mean.size
         return obj
 

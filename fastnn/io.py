@@ -2,117 +2,113 @@
 
 Design: the arrays go under their weight keys (``"0.W"``, ...; a checkpoint adds
 ``"optim.exp_avg.0.W"``, ...); everything else is JSON in the string metadata: ``format``,
-``format_version``, ``architecture``, ``dtype``, ``standardizer``, ``classes``, ``training`` and
-a SHA-256 ``checksum`` of the data section.  Loading parses and checks the header itself (size,
-dtypes F32/F64 only, offsets, shapes chaining layer to layer, format and version, checksum)
-before any array is built, and never unpickles; whatever is wrong with the file's content raises
+``format_version``, ``architecture``, ``dtype``, ``standardizer``, ``classes``, ``training`` (a
+checkpoint adds ``state``) and a SHA-256 ``checksum`` of the whole file, taken with the
+checksum's own 64 hex digits read as zeros, so that a changed bit anywhere (header, metadata or
+data) is caught.  Format version 1 files, whose checksum covers the data section only, are still
+read, with every other check.
+
+Loading never unpickles and reads regular files only (``fastnn._files``).  It checks, in this
+order: the container (header length within the file, header JSON of bounded size and nesting,
+dtypes F32/F64, offsets tiling the data section exactly, the file's size); format and version;
+the checksum; every metadata field, against the tensor table (layer sizes chaining layer to
+layer, dtype, class count, standardizer width, optimizer state, counters); the values (finite,
+variances >= 0).  Only then is the model allocated.  Whatever is wrong with the file raises
 :class:`FormatError` naming it.  Any safetensors reader (PyTorch, JAX) opens the weights.
 """
 import hashlib
 import json
 import math
-import os
+import re
 import struct
-import tempfile
 
 import numpy as np
 
+from ._files import (FormatError, atomic_write, check_path, open_regular, parse_json,
+                     read_exact)
+
 __all__ = ["FormatError", "load", "save_model", "save_checkpoint", "load_checkpoint"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the checksum covers the whole file; 1: the data section only
 _MODEL, _CHECKPOINT = "fastnn.mlp", "fastnn.checkpoint"
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 _MAX_HEADER = 100 * 1024 * 1024
+_ZERO_DIGEST = "0" * 64
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
-
-class FormatError(ValueError):
-    """A file is not a valid fastnn model/checkpoint: truncated, corrupt, foreign or newer."""
+# The metadata fields of each kind of file, and how deep each one's JSON may nest.
+_MODEL_FIELDS = {"architecture": 3, "standardizer": 2, "classes": 1, "training": 2}
+_CHECKPOINT_FIELDS = dict(_MODEL_FIELDS, state=3)
+_FIXED_FIELDS = ("format", "format_version", "dtype", "checksum")
+_TRAINING_KEYS = {"optimizer", "schedule", "l2", "batch_size", "shuffle", "seed"}
+_STATE_KEYS = {"epoch", "step", "optimizer_step", "history"}  # and optionally "loss_ewa"
+_MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 # ---- writing --------------------------------------------------------------------------------
 
 def _serialize(tensors, metadata):
-    """safetensors bytes with a checksum of the data section in the metadata."""
+    """safetensors bytes whose metadata holds the SHA-256 of the whole file (taken with the
+    checksum's digits as zeros)."""
     from safetensors.numpy import save
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
-    raw = save(tensors, metadata=dict(metadata, checksum=""))
-    n = struct.unpack("<Q", raw[:8])[0]
-    digest = hashlib.sha256(raw[8 + n:]).hexdigest()
-    out = save(tensors, metadata=dict(metadata, checksum=digest))
-    n2 = struct.unpack("<Q", out[:8])[0]
-    if out[8 + n2:] != raw[8 + n:]:  # the data section must not depend on the header
-        raise RuntimeError("safetensors laid the data out differently between two writes")
+    out = bytearray(save(tensors, metadata=dict(metadata, checksum=_ZERO_DIGEST)))
+    n = struct.unpack("<Q", out[:8])[0]
+    field = b'"checksum":"' + _ZERO_DIGEST.encode() + b'"'
+    at = out.find(field, 8, 8 + n)
+    if at < 0 or out.find(field, at + 1, 8 + n) >= 0:
+        raise RuntimeError("safetensors wrote the checksum field in an unexpected form")
+    start = at + len(b'"checksum":"')
+    out[start:start + 64] = hashlib.sha256(out).hexdigest().encode()
     return out
 
 
-def _current_umask():
-    """The process's umask, read without changing it where the kernel reports it (Linux 4.7+:
-    /proc/self/status), so that threads creating files meanwhile never see a umask of 0.
-    Elsewhere it is read by setting and restoring it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-def _atomic_write(path, data):
-    """Write bytes to path via a temporary file in the same folder, fsync, os.replace."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnn-", suffix=".tmp", dir=folder)
-    try:
-        # mkstemp creates the file 0600; give it the permissions open() would (0666 & ~umask)
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename durable too (best effort: not every platform opens folders)
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def _model_metadata(model, kind):
+    """The metadata of a model (checked as a loader will check it: a file that would be
+    refused is not written)."""
     std = model.standardizer
     classes = None if model.classes_ is None else np.asarray(model.classes_).tolist()
-    return {"format": kind, "format_version": str(FORMAT_VERSION),
+    meta = {"format": kind, "format_version": str(FORMAT_VERSION),
             "architecture": json.dumps(model.get_config()), "dtype": model.dtype.name,
             "standardizer": json.dumps(None if std is None else std.to_dict()),
             "classes": json.dumps(classes)}
+    try:
+        _check_standardizer("the model's standardizer", json.loads(meta["standardizer"]),
+                            model.n_inputs)
+        _check_classes("the model's classes_", json.loads(meta["classes"]), model.task,
+                       model.n_outputs)
+    except FormatError as exc:
+        raise ValueError(f"cannot save: {exc}") from None
+    return meta
 
 
 def save_model(model, path):
     """Write ``model`` to ``path`` (see the module docstring); atomic."""
     meta = _model_metadata(model, _MODEL)
-    meta["training"] = json.dumps(getattr(model, "training_config_", None))
-    _atomic_write(path, _serialize(model.get_weights(), meta))
+    training = getattr(model, "training_config_", None)
+    try:
+        _check_training("the model's training_config_", json.loads(json.dumps(training)),
+                        required=False)
+    except (FormatError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot save: {exc}") from None
+    meta["training"] = json.dumps(training)
+    atomic_write(path, _serialize(model.get_weights(), meta))
 
 
 def save_checkpoint(trainer, path):
     """Write a Trainer's model, optimizer state, counters and history to ``path``; atomic."""
     model, opt = trainer.model, trainer.optimizer
     tensors = model.get_weights()
-    for which in ("exp_avg", "exp_avg_sq"):
-        for key, arr in opt.state.get(which, {}).items():
-            tensors[f"optim.{which}.{key}"] = np.array(arr, dtype=model.dtype)
+    for which in _MOMENTS:
+        if which in opt.state:
+            # Moments not there yet (no step taken) are zeros, as the first step takes them.
+            for key, (_, shape) in model._param_layout.items():
+                arr = opt.state[which].get(key)
+                if arr is not None and np.shape(arr) != shape:
+                    raise ValueError(f"cannot save: the optimizer's {which}[{key!r}] has shape "
+                                     f"{np.shape(arr)}, the parameter {shape}")
+                tensors[f"optim.{which}.{key}"] = (np.zeros(shape, model.dtype) if arr is None
+                                                   else np.array(arr, dtype=model.dtype))
     meta = _model_metadata(model, _CHECKPOINT)
     config = trainer.get_config()
     if config["schedule"] is None and not _is_constant(trainer.schedule):
@@ -123,7 +119,7 @@ def save_checkpoint(trainer, path):
                                 "optimizer_step": opt.state["step"],
                                 "loss_ewa": trainer._smooth.to_dict(),
                                 "history": trainer.history.history})
-    _atomic_write(path, _serialize(tensors, meta))
+    atomic_write(path, _serialize(tensors, meta))
 
 
 def _is_constant(schedule):
@@ -131,178 +127,366 @@ def _is_constant(schedule):
     return isinstance(schedule, Constant)
 
 
-# ---- reading --------------------------------------------------------------------------------
+# ---- reading: the container -----------------------------------------------------------------
+
+class _Container:
+    """A checked file: ``tensors`` {key: (dtype, shape, start)}, ``meta`` {field: str}, the
+    data section, and the path for messages."""
+
+    def __init__(self, path, tensors, meta, data):
+        self.path, self.tensors, self.meta, self.data = path, tensors, meta, data
+
+    def error(self, message):
+        return FormatError(f"{self.path}: {message}")
+
+    def field(self, name):
+        """A metadata field's JSON, parsed with its nesting bounded."""
+        return parse_json(self.meta[name], f"{self.path}: metadata field {name!r}",
+                          _CHECKPOINT_FIELDS[name])
+
+    def array(self, key):
+        """The tensor ``key`` in native byte order (a view of the data section where that is
+        little-endian)."""
+        dtype, shape, start = self.tensors[key]
+        arr = np.frombuffer(self.data, dtype=dtype, count=math.prod(shape), offset=start)
+        return arr.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
 
 def _read_container(path, kinds):
-    """(header entries, metadata, data bytes) after checking the container's structure."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise FormatError(f"{path}: truncated file ({len(blob)} bytes; no safetensors header)")
-    n = struct.unpack("<Q", blob[:8])[0]
-    if n > min(len(blob) - 8, _MAX_HEADER):
-        raise FormatError(f"{path}: header size {n} exceeds the file ({len(blob)} bytes): "
-                          f"truncated or not a safetensors file")
+    """Read and check a file's container, format, version and checksum (see the module
+    docstring); nothing is allocated beyond the file's own size."""
+    path = check_path(path)
+    f, size = open_regular(path)
+    with f:
+        if size < 8:
+            raise FormatError(f"{path}: truncated file ({size} bytes; no safetensors header)")
+        prefix = read_exact(f, 8, path)
+        n = struct.unpack("<Q", prefix)[0]
+        if n > min(size - 8, _MAX_HEADER):
+            raise FormatError(f"{path}: header size {n} exceeds the file ({size} bytes): "
+                              f"truncated or not a safetensors file")
+        raw = read_exact(f, n, path)
+        tensors, meta, data_size = _parse_header(path, raw)
+        kind = meta.get("format")
+        if kind not in kinds:
+            raise FormatError(f"{path}: format {kind!r} is not {' or '.join(map(repr, kinds))}")
+        version = meta.get("format_version")
+        if version not in [str(v) for v in range(1, FORMAT_VERSION + 1)]:
+            if isinstance(version, str) and version.isdigit() and int(version) > FORMAT_VERSION:
+                raise FormatError(f"{path}: format_version {version} is newer than this fastnn "
+                                  f"understands ({FORMAT_VERSION}); upgrade fastnn")
+            raise FormatError(f"{path}: bad format_version {version!r}")
+        fields = _CHECKPOINT_FIELDS if kind == _CHECKPOINT else _MODEL_FIELDS
+        expected = set(_FIXED_FIELDS) | set(fields)
+        unknown, missing = sorted(set(meta) - expected), sorted(expected - set(meta))
+        if unknown or missing:
+            raise FormatError(f"{path}: metadata fields: unknown {unknown}, missing {missing}")
+        if 8 + n + data_size != size:
+            raise FormatError(f"{path}: the header accounts for {8 + n + data_size} bytes, the "
+                              f"file has {size}: truncated or extended")
+        data = read_exact(f, data_size, path)
+    checksum = meta["checksum"]
+    if not _DIGEST.fullmatch(checksum):
+        raise FormatError(f"{path}: the checksum {checksum[:80]!r} is not a SHA-256 digest")
+    if version == "1":
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        if raw.count(checksum.encode()) != 1:
+            raise FormatError(f"{path}: checksum mismatch: the file is corrupt")
+        h = hashlib.sha256(prefix)
+        h.update(raw.replace(checksum.encode(), _ZERO_DIGEST.encode()))
+        h.update(data)
+        digest = h.hexdigest()
+    if digest != checksum:
+        raise FormatError(f"{path}: checksum mismatch: the file is corrupt")
+    return _Container(path, tensors, meta, data)
+
+
+def _parse_header(path, raw):
+    """(tensors, metadata, size of the data section) from the header bytes."""
     try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: the header is not valid JSON ({exc})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: the header is not UTF-8 text") from None
+    header = parse_json(text, f"{path}: the header", 3)
     if not isinstance(header, dict):
         raise FormatError(f"{path}: the header is not a JSON object")
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise FormatError(f"{path}: no fastnn metadata (not a fastnn file)")
-    fmt = meta.get("format")
-    if fmt not in kinds:
-        raise FormatError(f"{path}: format {fmt!r} is not {' or '.join(map(repr, kinds))}")
-    try:
-        version = int(meta.get("format_version", ""))
-    except ValueError:
-        raise FormatError(f"{path}: bad format_version {meta.get('format_version')!r}") from None
-    if version > FORMAT_VERSION:
-        raise FormatError(f"{path}: format_version {version} is newer than this fastnn "
-                          f"understands ({FORMAT_VERSION}); upgrade fastnn")
-    if version < 1:
-        raise FormatError(f"{path}: bad format_version {version}")
-    data = blob[8 + n:]
+    tensors, spans = {}, []
     for key, entry in header.items():
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
-            dt = entry.get("dtype") if isinstance(entry, dict) else entry
-            raise FormatError(f"{path}: tensor {key!r} has dtype {dt!r}; only F32 and F64 are "
-                              f"allowed")
-        shape, offs = entry.get("shape"), entry.get("data_offsets")
-        if (not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise FormatError(f"{path}: tensor {key!r} has a malformed entry")
+        if not isinstance(entry["dtype"], str) or entry["dtype"] not in _DTYPES:
+            raise FormatError(f"{path}: tensor {key!r} has dtype {entry['dtype']!r:.40}; only "
+                              f"F32 and F64 are allowed")
+        shape, offs = entry["shape"], entry["data_offsets"]
+        if (not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape)
                 or not isinstance(offs, list) or len(offs) != 2
-                or not all(isinstance(o, int) for o in offs)):
+                or not all(_is_int(o) for o in offs)):
             raise FormatError(f"{path}: tensor {key!r} has a malformed shape or offsets")
-        size = math.prod(shape) * _DTYPES[entry["dtype"]].itemsize
-        if not (0 <= offs[0] <= offs[1] <= len(data)) or offs[1] - offs[0] != size:
-            raise FormatError(f"{path}: tensor {key!r} lies outside the data section "
-                              f"(truncated or corrupt file)")
-    digest = hashlib.sha256(data).hexdigest()
-    if meta.get("checksum") != digest:
-        raise FormatError(f"{path}: checksum mismatch: the data section is corrupt")
-    return header, meta, data
+        dtype = _DTYPES[entry["dtype"]]
+        if offs[1] - offs[0] != math.prod(shape) * dtype.itemsize:
+            raise FormatError(f"{path}: tensor {key!r}: offsets {offs} do not hold shape "
+                              f"{shape} of {entry['dtype']}")
+        tensors[key] = (dtype, tuple(shape), offs[0])
+        spans.append((offs[0], offs[1], key))
+    end = 0
+    for start, stop, key in sorted(spans):  # the tensors must tile the data section
+        if start != end:
+            raise FormatError(f"{path}: tensor {key!r} at offsets [{start}, {stop}] "
+                              f"{'overlaps another' if start < end else 'leaves a gap'}: the "
+                              f"data section must be covered exactly once")
+        end = stop
+    return tensors, meta, end
 
 
-def _json_field(path, meta, name):
-    try:
-        return json.loads(meta[name])
-    except (KeyError, json.JSONDecodeError):
-        raise FormatError(f"{path}: metadata field {name!r} is missing or not JSON") from None
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tensor(header, data, key):
-    entry = header[key]
-    start, stop = entry["data_offsets"]
-    arr = np.frombuffer(data, dtype=_DTYPES[entry["dtype"]], count=math.prod(entry["shape"]),
-                        offset=start) if stop > start else np.zeros(0, _DTYPES[entry["dtype"]])
-    return arr.reshape(entry["shape"]).astype(_DTYPES[entry["dtype"]].newbyteorder("="))
+# ---- reading: the metadata, cross-checked ---------------------------------------------------
 
-
-def _build_model(path, header, meta, data):
+def _check_standardizer(what, state, n_inputs):
+    """A Standardizer from its saved state (or None), fitted, of the model's width."""
     from .data import Standardizer
-    from .model import MLP
-    config = _json_field(path, meta, "architecture")
+    if state is None:
+        return None
     try:
-        model = MLP.from_config(config)
+        std = Standardizer.from_dict(state)
     except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f"{path}: invalid architecture: {exc}") from None
-    if meta.get("dtype") != model.dtype.name:
-        raise FormatError(f"{path}: dtype {meta.get('dtype')!r} does not match the architecture")
-    expected = model.get_weights()
-    weights = {}
-    for key, ref in expected.items():
-        if key not in header:
-            raise FormatError(f"{path}: tensor {key!r} is missing")
-        if tuple(header[key]["shape"]) != ref.shape:
-            raise FormatError(f"{path}: tensor {key!r} has shape {tuple(header[key]['shape'])}, "
-                              f"the architecture needs {ref.shape} (shapes must chain layer to "
-                              f"layer)")
-        if _DTYPES[header[key]["dtype"]] != ref.dtype:
-            raise FormatError(f"{path}: tensor {key!r} is {header[key]['dtype']}, the model is "
-                              f"{model.dtype.name}")
-        arr = _tensor(header, data, key)
-        if not np.all(np.isfinite(arr)):
-            raise FormatError(f"{path}: tensor {key!r} holds NaN or infinite values")
-        weights[key] = arr
+        raise FormatError(f"{what}: invalid standardizer: {exc}") from None
+    if std.mean_ is None:
+        raise FormatError(f"{what}: the standardizer is not fitted")
+    if std.n_features_in_ != n_inputs:
+        raise FormatError(f"{what}: the standardizer has {std.n_features_in_} features, the "
+                          f"model {n_inputs} inputs")
+    return std
+
+
+def _check_classes(what, classes, task, n_outputs):
+    """Class labels (or None): one per softmax unit (two for a sigmoid output), all of one JSON
+    type, strictly increasing (labels are looked up by binary search)."""
+    if classes is None:
+        return None
+    if task == "regression":
+        raise FormatError(f"{what}: classes given for a model with a linear output")
+    want = n_outputs if task == "multiclass" else 2
+    if not isinstance(classes, list) or len(classes) != want:
+        got = f"{len(classes)} labels" if isinstance(classes, list) else type(classes).__name__
+        raise FormatError(f"{what}: classes must be a list of {want} labels for this output "
+                          f"layer, got {got}")
+    kinds = {type(label) for label in classes}
+    if len(kinds) != 1 or not kinds <= {str, int, float, bool}:
+        raise FormatError(f"{what}: classes must all be strings, all integers, all floats or "
+                          f"all booleans, got {sorted(k.__name__ for k in kinds)}")
+    labels = np.asarray(classes)
+    if labels.dtype.kind not in "USifb" or not np.all(labels[1:] > labels[:-1]):
+        raise FormatError(f"{what}: classes must be sorted and distinct, got "
+                          f"{classes[:10]!r}{' ...' if len(classes) > 10 else ''}")
+    return labels
+
+
+def _check_training(what, config, required):
+    """(optimizer, schedule, Trainer keyword arguments) from a Trainer config, or None."""
+    from ._validation import check_scalar
+    from .optim import get_optimizer
+    from .schedules import Schedule
+    if config is None and not required:
+        return None
+    if not isinstance(config, dict) or set(config) != _TRAINING_KEYS:
+        raise FormatError(f"{what}: the training config must be an object with exactly the "
+                          f"keys {sorted(_TRAINING_KEYS)}")
     try:
-        model.set_weights(weights)
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"{path}: {exc}") from None
-    std = _json_field(path, meta, "standardizer")
-    if std is not None:
+        if not isinstance(config["optimizer"], dict):
+            raise TypeError("the optimizer config must be an object")
+        optimizer = get_optimizer(config["optimizer"])
+        schedule = config["schedule"]
+        if schedule is not None:
+            schedule = Schedule.from_config(schedule)
+        if not isinstance(config["shuffle"], bool):
+            raise TypeError(f"shuffle must be a bool, got {config['shuffle']!r}")
+        kwargs = {"l2": check_scalar(config["l2"], "l2", "float", low=0.0),
+                  "batch_size": check_scalar(config["batch_size"], "batch_size", "int", low=1),
+                  "shuffle": config["shuffle"],
+                  "seed": check_scalar(config["seed"], "seed", "int", low=0)}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"{what}: invalid training config: {exc}") from None
+    return optimizer, schedule, kwargs
+
+
+def _check_state(c):
+    """A checkpoint's counters, smoothed loss and history, checked against each other."""
+    from .ewa import EWA
+    from .trainer import History
+    state = c.field("state")
+    if not (isinstance(state, dict) and _STATE_KEYS <= set(state) <= _STATE_KEYS | {"loss_ewa"}):
+        raise c.error(f"state must be an object with the keys {sorted(_STATE_KEYS)} (and "
+                      f"optionally 'loss_ewa')")
+    for name in ("epoch", "step", "optimizer_step"):
+        if not (_is_int(state[name]) and state[name] >= 0):
+            raise c.error(f"state[{name!r}] must be an integer >= 0, got {state[name]!r}")
+    smooth = state.get("loss_ewa")
+    if smooth is not None:  # absent in older checkpoints: starts afresh
         try:
-            model.standardizer = Standardizer.from_dict(std)
+            smooth = EWA.from_dict(smooth)
         except (KeyError, TypeError, ValueError) as exc:
-            raise FormatError(f"{path}: invalid standardizer: {exc}") from None
-    classes = _json_field(path, meta, "classes")
-    if classes is not None:
-        if not isinstance(classes, list) or len(classes) < 1:
-            raise FormatError(f"{path}: invalid class labels")
-        model.classes_ = np.asarray(classes)
-    return model
+            raise c.error(f"invalid state['loss_ewa']: {exc}") from None
+    history, epochs = state["history"], state["epoch"]
+    if not isinstance(history, dict) or set(history) != set(History.KEYS):
+        raise c.error(f"state['history'] must have exactly the keys {list(History.KEYS)}")
+    for key, values in history.items():
+        if not isinstance(values, list) or len(values) != epochs:
+            raise c.error(f"state['history'][{key!r}] must hold one value per epoch completed "
+                          f"({epochs})")
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for v in values):
+            raise c.error(f"state['history'][{key!r}] must hold numbers")
+    if history["epoch"] != list(range(epochs)):
+        raise c.error("state['history']['epoch'] must count the epochs 0, 1, ...")
+    return state, smooth
+
+
+def _check_values(c, key, what):
+    arr = c.array(key)
+    if not np.all(np.isfinite(arr)):
+        raise c.error(f"{what} {key!r} holds NaN or infinite values")
+    if (key.endswith(".running_var") or key.startswith("optim.exp_avg_sq.")) and np.any(arr < 0):
+        raise c.error(f"{what} {key!r} holds negative values (it is a mean of squares)")
+
+
+class _ModelPlan:
+    """What a model file describes, checked against its tensor table; nothing big allocated
+    yet.  ``params`` is the parameter layout {key: (offset, shape)}, ``shapes`` every tensor's
+    shape."""
+
+    def __init__(self, c):
+        from .model import LOSSES, Dense, _layout
+        config = c.field("architecture")
+        if not isinstance(config, dict) or set(config) != {"n_inputs", "layers", "dtype", "seed"}:
+            raise c.error("invalid architecture: must be an object with exactly the keys "
+                          "n_inputs, layers, dtype, seed")
+        dense_keys = set(Dense(1).get_config())
+        try:
+            if not (_is_int(config["n_inputs"]) and config["n_inputs"] >= 1):
+                raise ValueError(f"n_inputs must be an integer >= 1, got {config['n_inputs']!r}")
+            if not (isinstance(config["layers"], list) and config["layers"]):
+                raise ValueError("layers must be a non-empty list")
+            for i, layer in enumerate(config["layers"]):
+                if not isinstance(layer, dict) or set(layer) != dense_keys:
+                    raise ValueError(f"layers[{i}] must be an object with exactly the keys "
+                                     f"{sorted(dense_keys)}")
+            layers = [Dense(**layer) for layer in config["layers"]]
+            if layers[-1].activation not in LOSSES:
+                raise ValueError(f"the output activation must be one of {sorted(LOSSES)}")
+        except (TypeError, ValueError) as exc:
+            raise c.error(f"invalid architecture: {exc}") from None
+        if config["dtype"] not in ("float32", "float64") or c.meta["dtype"] != config["dtype"]:
+            raise c.error(f"dtype {c.meta['dtype']!r} does not match the architecture's "
+                          f"{config['dtype']!r}")
+        params, buffers = _layout(config["n_inputs"], layers)
+        shapes = {key: shape for key, (_, shape) in {**params, **buffers}.items()}
+        for key, shape in shapes.items():
+            if key not in c.tensors:
+                raise c.error(f"tensor {key!r} is missing")
+            dtype, got, _ = c.tensors[key]
+            if got != shape:
+                raise c.error(f"tensor {key!r} has shape {got}, the architecture needs {shape} "
+                              f"(shapes must chain layer to layer)")
+            if dtype.name != config["dtype"]:
+                raise c.error(f"tensor {key!r} is {dtype.name}, the model is {config['dtype']}")
+        out = layers[-1]
+        self.standardizer = _check_standardizer(c.path, c.field("standardizer"),
+                                                config["n_inputs"])
+        self.classes = _check_classes(c.path, c.field("classes"), LOSSES[out.activation][1],
+                                      out.units)
+        self.config, self.layers, self.params, self.shapes = config, layers, params, shapes
+
+    def build(self, c):
+        """The model, once its tensors' values are checked."""
+        from .model import MLP
+        for key in self.shapes:
+            _check_values(c, key, "tensor")
+        config = self.config
+        try:
+            model = MLP(config["n_inputs"], self.layers, dtype=config["dtype"],
+                        seed=config["seed"])
+        except (TypeError, ValueError) as exc:  # a chain no MLP takes (softmax inside, ...)
+            raise c.error(f"invalid architecture: {exc}") from None
+        model.set_weights({key: c.array(key) for key in self.shapes})
+        model.standardizer, model.classes_ = self.standardizer, self.classes
+        return model
+
+
+def _check_no_other_tensors(c, expected):
+    extra = sorted(set(c.tensors) - set(expected))
+    if extra:
+        raise c.error(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+
+
+def _restore_trainer(c):
+    """The Trainer of a checked checkpoint container."""
+    from .trainer import Trainer
+    plan = _ModelPlan(c)
+    optimizer, schedule, kwargs = _check_training(c.path, c.field("training"), required=True)
+    moments = {}
+    for which in _MOMENTS:
+        if which not in optimizer.state:
+            continue
+        for key, (_, shape) in plan.params.items():
+            name = f"optim.{which}.{key}"
+            if name not in c.tensors:
+                raise c.error(f"optimizer state {name!r} is missing")
+            dtype, got, _ = c.tensors[name]
+            if got != shape or dtype != c.tensors[key][0]:
+                raise c.error(f"optimizer state {name!r} has shape {got} and dtype "
+                              f"{dtype.name}; its parameter has {shape} and "
+                              f"{c.tensors[key][0].name}")
+            moments[name] = (which, key)
+    _check_no_other_tensors(c, list(plan.shapes) + list(moments))
+    state, smooth = _check_state(c)
+    for name in moments:
+        _check_values(c, name, "optimizer state")
+    model = plan.build(c)
+    trainer = Trainer(model, optimizer=optimizer, schedule=schedule, **kwargs)
+    for name, (which, key) in moments.items():
+        optimizer.state[which][key] = c.array(name).copy()
+    optimizer.state["step"] = state["optimizer_step"]
+    trainer.epoch, trainer.step = state["epoch"], state["step"]
+    if smooth is not None:
+        trainer._smooth = smooth
+    for key, values in state["history"].items():
+        trainer.history.history[key] = [float("nan") if v is None else v for v in values]
+    return trainer
 
 
 def load(path):
-    """Load a model written by ``MLP.save``.
+    """Load a model written by ``MLP.save`` (or the model of a checkpoint).
 
     Raises
     ------
+    TypeError
+        ``path`` is not a str or os.PathLike.
     FormatError
-        The file is truncated, corrupt, foreign, or of a newer format version (a ValueError).
+        The file is truncated, corrupt, foreign, of a newer format version, inconsistent, or
+        not a regular file (a ValueError).
     OSError
         The file cannot be opened.
     """
-    header, meta, data = _read_container(path, (_MODEL, _CHECKPOINT))
-    try:
-        return _build_model(path, header, meta, data)
-    except FormatError:
-        raise
-    except Exception as exc:  # the contract: no other exception for a bad file
-        raise FormatError(f"{path}: cannot build the model: {exc}") from None
+    c = _read_container(path, (_MODEL, _CHECKPOINT))
+    if c.meta["format"] == _CHECKPOINT:
+        return _restore_trainer(c).model
+    plan = _ModelPlan(c)
+    training = c.field("training")
+    _check_training(c.path, training, required=False)
+    _check_no_other_tensors(c, plan.shapes)
+    model = plan.build(c)
+    if training is not None:
+        model.training_config_ = training
+    return model
 
 
 def load_checkpoint(path):
-    """A Trainer restored from ``Trainer.save_checkpoint``."""
-    from .optim import get_optimizer
-    from .schedules import Schedule
-    from .trainer import Trainer
-    header, meta, data = _read_container(path, (_CHECKPOINT,))
-    try:
-        model = _build_model(path, header, meta, data)
-        config = _json_field(path, meta, "training")
-        state = _json_field(path, meta, "state")
-        sched = config.get("schedule")
-        trainer = Trainer(model, optimizer=get_optimizer(config["optimizer"]),
-                          schedule=None if sched is None else Schedule.from_config(sched),
-                          l2=config["l2"], batch_size=config["batch_size"],
-                          shuffle=config["shuffle"], seed=config["seed"])
-        opt = trainer.optimizer
-        for which in ("exp_avg", "exp_avg_sq"):
-            if which in opt.state:
-                for key in model._param_layout:
-                    name = f"optim.{which}.{key}"
-                    if name not in header:
-                        raise FormatError(f"{path}: optimizer state {name!r} is missing")
-                    arr = _tensor(header, data, name)
-                    if arr.shape != model._param_layout[key][1] or arr.dtype != model.dtype:
-                        raise FormatError(f"{path}: optimizer state {name!r} has the wrong "
-                                          f"shape or dtype")
-                    if not np.all(np.isfinite(arr)):
-                        raise FormatError(f"{path}: optimizer state {name!r} holds NaN or "
-                                          f"infinite values")
-                    opt.state[which][key] = arr
-        opt.state["step"] = int(state["optimizer_step"])
-        trainer.epoch, trainer.step = int(state["epoch"]), int(state["step"])
-        if state.get("loss_ewa") is not None:  # absent in older checkpoints: starts afresh
-            from .ewa import EWA
-            trainer._smooth = EWA.from_dict(state["loss_ewa"])
-        for k, values in state["history"].items():
-            if k in trainer.history.history:
-                trainer.history.history[k] = [float("nan") if v is None else v for v in values]
-        return trainer
-    except FormatError:
-        raise
-    except Exception as exc:
-        raise FormatError(f"{path}: invalid checkpoint: {exc}") from None
+    """A Trainer restored from ``Trainer.save_checkpoint`` (errors as for :func:`load`)."""
+    return _restore_trainer(_read_container(path, (_CHECKPOINT,)))

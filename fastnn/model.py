@@ -16,6 +16,7 @@ workspace of each call's own, so any number of threads may use one model at once
 a second training of the same model from another thread raises ``RuntimeError``.
 """
 import contextlib
+import math
 import numbers
 import threading
 
@@ -110,6 +111,33 @@ class Dense:
         extra = "".join(f", {k}={v!r}" for k, v in self.get_config().items()
                         if k in defaults and v != defaults[k])
         return f"Dense({self.units}, {self.activation!r}, init={self.init!r}{extra})"
+
+
+def _layout(n_inputs, layers):
+    """Where every array of a chain of layers lives in the flat buffers: ``{key: (offset,
+    shape)}`` for the trainable parameters and for the batch-norm running statistics.  Pure
+    arithmetic, nothing allocated: a model file's claims are checked against it first."""
+    param_layout, buffer_layout = {}, {}
+    p_off = b_off = 0
+    n_in = n_inputs
+    for i, layer in enumerate(layers):
+        n_out = layer.units
+        names = [("W", (n_in, n_out))]
+        names += [("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm else [("b", (n_out,))]
+        for name, shape in names:
+            param_layout[f"{i}.{name}"] = (p_off, shape)
+            p_off += math.prod(shape)
+        if layer.batch_norm:
+            for name in ("running_mean", "running_var"):
+                buffer_layout[f"{i}.{name}"] = (b_off, (n_out,))
+                b_off += n_out
+        n_in = n_out
+    return param_layout, buffer_layout
+
+
+def _size(layout):
+    """Elements in the flat buffer of a layout."""
+    return sum(math.prod(shape) for _, shape in layout.values())
 
 
 class MLP:
@@ -207,25 +235,10 @@ class MLP:
 
     def _build_buffers(self):
         """Lay every array out in the flat buffers; keep (name -> (offset, shape)) tables."""
-        param_layout, buffer_layout = {}, {}
-        p_off = b_off = 0
-        n_in = self.n_inputs
-        for i, layer in enumerate(self.layers):
-            n_out = layer.units
-            names = [("W", (n_in, n_out))]
-            names += [("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm else [("b", (n_out,))]
-            for name, shape in names:
-                param_layout[f"{i}.{name}"] = (p_off, shape)
-                p_off += int(np.prod(shape))
-            if layer.batch_norm:
-                for name in ("running_mean", "running_var"):
-                    buffer_layout[f"{i}.{name}"] = (b_off, (n_out,))
-                    b_off += n_out
-            n_in = n_out
-        self._param_layout, self._buffer_layout = param_layout, buffer_layout
-        self._params = np.zeros(p_off, dtype=self.dtype)
-        self._grads = np.zeros(p_off, dtype=self.dtype)
-        self._buffers = np.zeros(b_off, dtype=self.dtype)
+        self._param_layout, self._buffer_layout = _layout(self.n_inputs, self.layers)
+        self._params = np.zeros(_size(self._param_layout), dtype=self.dtype)
+        self._grads = np.zeros(_size(self._param_layout), dtype=self.dtype)
+        self._buffers = np.zeros(_size(self._buffer_layout), dtype=self.dtype)
 
     def _view(self, flat, layout, key):
         off, shape = layout[key]

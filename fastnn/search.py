@@ -1149,20 +1149,15 @@ def add_cli_arguments(parser):
 
 def load_data(path):
     """``(X, y)`` from an .npz file (arrays ``X`` and ``y``) or a numeric .csv file whose last
-    column is the label (a non-numeric first row is taken as a header)."""
+    column is the label (a non-numeric first row is taken as a header).  Regular files only,
+    checked before anything is allocated for them (``fastnn._files``); no pickle."""
+    from ._files import load_csv, load_npz
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("X", "y") if k not in f.files]
-            if missing:
-                raise ValueError(f"{path}: the .npz file needs arrays X and y, it has {f.files}")
-            return f["X"], f["y"]
+        return load_npz(path, ("X", "y"))
     if ext == ".csv":
-        try:
-            data = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+        data = load_csv(path)
         if data.shape[1] < 2:
             raise ValueError(f"{path}: a CSV file needs feature columns and a label column")
         X, y = data[:, :-1], data[:, -1]

@@ -166,6 +166,18 @@ def test_standardizer_to_dict_round_trips_through_json_exactly():
     assert empty.mean_ is None
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=6),
+       st.floats(0, 1e-9), st.integers(0, 2**32 - 1))
+def test_standardizer_from_dict_accepts_whatever_fit_produces(means, spread, seed):
+    """Near-constant columns included: the scale bound of from_dict is fit's own."""
+    rng = np.random.default_rng(seed)
+    X = np.asarray(means) + spread * rng.standard_normal((5, len(means))) * np.abs(means)
+    s = Standardizer().fit(X)
+    s2 = Standardizer.from_dict(json.loads(json.dumps(s.to_dict())))
+    np.testing.assert_array_equal(s2.scale_, s.scale_)
+
+
 def test_standardizer_errors():
     with pytest.raises(NotFittedError, match="not fitted yet"):
         Standardizer().transform(np.ones((2, 2)))
@@ -179,8 +191,12 @@ def test_standardizer_errors():
         Standardizer.from_dict({"name": "MinMax"})
     with pytest.raises(ValueError, match="equal length"):
         Standardizer.from_dict({"name": "Standardizer", "mean": [0.0, 1.0], "scale": [1.0]})
-    with pytest.raises(ValueError, match="scale'\\] finite and > 0"):
-        Standardizer.from_dict({"name": "Standardizer", "mean": [0.0], "scale": [0.0]})
+    for scale in (0.0, -1.0, 1e-300, 2e-13):  # fit never produces a scale <= 10 eps max(|mean|, 1)
+        with pytest.raises(ValueError, match="not a scale fit produces"):
+            Standardizer.from_dict({"name": "Standardizer", "mean": [0.0, 100.0],
+                                    "scale": [1.0, scale]})
+    with pytest.raises(ValueError, match="must be finite"):
+        Standardizer.from_dict({"name": "Standardizer", "mean": [0.0], "scale": [float("inf")]})
     with pytest.raises(ValueError, match="missing 'scale'"):
         Standardizer.from_dict({"name": "Standardizer", "mean": [0.0]})
 

@@ -295,21 +295,25 @@ def _meta(**fields):
     return lambda h: h["__metadata__"].update(fields)
 
 
+# Header edits get a correct checksum, so that the check each one aims at is the one that objects.
 CORRUPT = {
     "truncated": dict(truncate=300),
     "flipped data byte": dict(mutate_data=lambda h, d: d.__setitem__(7, d[7] ^ 0x40)),
-    "newer version": dict(mutate_header=_meta(format_version="2")),
-    "model file, not a checkpoint": dict(mutate_header=_meta(format="fastnn.mlp")),
+    "newer version": dict(mutate_header=_meta(format_version="99"), fix_checksum=True),
+    "model file, not a checkpoint": dict(mutate_header=_meta(format="fastnn.mlp"),
+                                         fix_checksum=True),
     "optimizer moment missing": dict(mutate_header=_drop("optim.exp_avg.1.gamma"),
                                      fix_checksum=True),
     "NaN optimizer moment": dict(mutate_data=_nan_in("optim.exp_avg_sq.0.W"), fix_checksum=True),
     "NaN weight": dict(mutate_data=_nan_in("2.b"), fix_checksum=True),
-    "state not JSON": dict(mutate_header=_meta(state="{oops")),
-    "state missing a counter": dict(mutate_header=_meta(state=json.dumps({"epoch": 1}))),
-    "training config broken": dict(mutate_header=_meta(training=json.dumps({"l2": 0.0}))),
+    "state not JSON": dict(mutate_header=_meta(state="{oops"), fix_checksum=True),
+    "state missing a counter": dict(mutate_header=_meta(state=json.dumps({"epoch": 1})),
+                                    fix_checksum=True),
+    "training config broken": dict(mutate_header=_meta(training=json.dumps({"l2": 0.0})),
+                                   fix_checksum=True),
     "unknown optimizer": dict(mutate_header=_meta(training=json.dumps(
         {"optimizer": {"name": "lion"}, "schedule": None, "l2": 0.0, "batch_size": 8,
-         "shuffle": True, "seed": 0}))),
+         "shuffle": True, "seed": 0})), fix_checksum=True),
 }
 
 
