@@ -65,8 +65,12 @@ class BaseMLP(BaseEstimator):
         if sw.shape != (n_samples,):
             raise ValueError(f"sample_weight must have shape ({n_samples},) (one weight per "
                              f"row of X), got {sw.shape}")
-        if not np.all(np.isfinite(sw)) or np.any(sw < 0) or not sw.sum() > 0:
-            raise ValueError("sample_weight must hold finite weights >= 0 with a positive sum")
+        if not np.all(np.isfinite(sw)):
+            raise ValueError("sample_weight must be finite, got NaN or infinity")
+        if np.any(sw < 0):
+            raise ValueError(f"sample_weight must be >= 0, got {sw.min()!r}")
+        if not sw.sum() > 0:
+            raise ValueError("sample_weight must not be all zero: the loss is a weighted mean")
         if self.batch_norm and sw.min() != sw.max():
             raise ValueError("sample_weight with different weights cannot be combined with "
                              "batch_norm=True (rows of different weights are evaluated in "

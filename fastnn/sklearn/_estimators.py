@@ -200,6 +200,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _score_function = staticmethod(accuracy_score)
 
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+        if self._label_binarizer.y_type_ != "multilabel-indicator" and len(self.classes_) > 1:
+            self.model_.classes_ = self.classes_    # model_.predict and model_.save keep them
+        return self
+
     # ---- public methods ----------------------------------------------------------------------
 
     @available_if(lambda est: est._check_solver())
@@ -291,6 +297,13 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.keep_prob = keep_prob
         self.batch_norm = batch_norm
         self.dtype = dtype
+
+    def _check_params(self):
+        if not isinstance(self.loss, str):
+            raise TypeError(f"loss must be 'squared_error' or 'poisson', got "
+                            f"{self.loss!r}; as in scikit-learn, loss is MLPRegressor's first "
+                            f"positional parameter: pass hidden_layer_sizes by keyword")
+        return super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
