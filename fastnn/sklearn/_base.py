@@ -259,7 +259,7 @@ class BaseMLP(BaseEstimator):
                                                           swb, self.alpha, self._n_passes)
                     self._n_passes += 1
                     if grads is not None:
-                        self._optimizer.update(network.params, grads)
+                        self._optimizer.update(network.params, grads, network.n_threads)
                         accumulated_loss += loss * (batch_slice.stop - batch_slice.start)
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / n_samples

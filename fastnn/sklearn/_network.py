@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import xlogy
 
+from .. import _core
 from .._threads import get_num_threads
 from ..model import MLP, Dense
 from ._params import HIDDEN_ACTIVATIONS
@@ -78,6 +79,7 @@ class Network:
         self.model, self.out_activation = model, out_activation
         self.dropout_seed = dropout_seed
         self.dtype = model.dtype
+        self.n_threads = get_num_threads()
         k = model.n_outputs
         # scikit-learn's loss and gradient per fastnn's (mean over rows or over elements)
         self.loss_scale = {"softmax": 1.0, "logistic": float(k), "identity": 0.5}.get(
@@ -174,18 +176,20 @@ class Network:
         m = len(idx)
         if self._xbuf is None or self._xbuf.shape[0] < m or self._xbuf.shape[1] != X.shape[1]:
             self._xbuf = np.empty((m, X.shape[1]), dtype=self.dtype)
-        return np.take(X, idx, axis=0, out=self._xbuf[:m])
+        out = self._xbuf[:m]
+        _core.gather_rows(X, np.asarray(idx, dtype=np.int64), out)
+        return out
 
     # ---- loss and gradient -------------------------------------------------------------------
 
     def _net(self, rows):
-        return self.model._net(rows, get_num_threads())
+        return self.model._net(rows, self.n_threads)
 
     def _pass(self, net, Xp, Tp, training, step, l2_coef):
         """One compiled forward/backward on rows Xp: returns (mean data loss on scikit-learn's
         scale, sum of ||W||^2 when l2_coef != 0); fastnn's gradient (plus l2_coef W) lands in
         the model's gradient buffer."""
-        n_threads = get_num_threads()
+        n_threads = self.n_threads
         if self.out_activation == "exp":
             Z = np.empty((Xp.shape[0], self.model.n_outputs), dtype=self.dtype)
             net.forward(Xp, Z, training, self.dropout_seed, step, n_threads)
@@ -231,9 +235,9 @@ class Network:
             return self._combine(net, parts, float(n), alpha, False, 0)
 
         def weighted_parts():
-            for w in np.unique(sw):
+            for w in np.unique(sw[sw > 0]):
                 rows = np.flatnonzero(sw == w)
-                for s in range(0, len(rows) if w != 0 else 0, CHUNK_ROWS):
+                for s in range(0, len(rows), CHUNK_ROWS):
                     chunk = rows[s:s + CHUNK_ROWS]
                     yield w, np.ascontiguousarray(self.rows(X, chunk)), T[chunk]
         return self._combine(net, weighted_parts(), float(sw.sum()), alpha, False, 0)
@@ -251,8 +255,6 @@ class Network:
             scale = float(w) * Xp.shape[0]
             acc += scale * self.model._grads
             total += scale * loss
-        if sw_sum == 0.0:
-            return None, None
         acc *= self.grad_scale / sw_sum
         sum_w2 = 0.0
         for off, size in self._w_spans:

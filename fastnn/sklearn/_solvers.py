@@ -6,6 +6,7 @@ buffer in a few vector operations per step, and keeps scikit-learn's per-epoch i
 estimators' training loop reads as scikit-learn's.  L-BFGS is scipy's L-BFGS-B run on the
 compiled full-batch loss and gradient.
 """
+import math
 import warnings
 
 import numpy as np
@@ -13,7 +14,6 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import _core
-from .._threads import get_num_threads
 from ..optim import _KINDS
 
 
@@ -39,7 +39,7 @@ class SGD:
         self._step = np.empty(size, dtype=dtype)     # lr * g
         self._update = np.empty(size, dtype=dtype)
 
-    def update(self, params, grads):
+    def update(self, params, grads, n_threads):
         step, v = self._step, self.velocity
         np.multiply(grads, self.learning_rate, out=step)
         v *= self.momentum
@@ -88,11 +88,11 @@ class _Fused:
         """(lr, beta1, beta2, eps) handed to the kernel at the coming step self.t."""
         raise NotImplementedError
 
-    def update(self, params, grads):
+    def update(self, params, grads, n_threads):
         self.t += 1
         lr, beta1, beta2, eps = self._hyper()
         _core.optim_step(_KINDS[self.kind], lr, beta1, beta2, eps, 0.0, self.t, params, grads,
-                         self.exp_avg, self.exp_avg_sq, get_num_threads())
+                         self.exp_avg, self.exp_avg_sq, n_threads)
 
     def iteration_ends(self, time_step):
         pass
@@ -117,7 +117,7 @@ class Adam(_Fused):
     kind = "adam"
 
     def _hyper(self):
-        bc2_sqrt = np.sqrt(1.0 - self.beta_2 ** self.t)
+        bc2_sqrt = math.sqrt(1.0 - self.beta_2 ** self.t)
         self.learning_rate = self.learning_rate_init * bc2_sqrt / (1.0 - self.beta_1 ** self.t)
         return self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon / bc2_sqrt
 
