@@ -58,6 +58,6 @@ def global_random_seed():
 
 def test_the_upstream_module_was_loaded():
     names = [n for n in vars(_upstream) if n.startswith("test_")]
-    assert len(names) > 40 and "test_partial_fit_classification" in names
+    assert len(names) > 30 and "test_partial_fit_classification" in names
     assert _upstream.MLPClassifier.__module__.startswith("fastnn.sklearn")
     assert set(EXPECTED_FAILURES) <= set(names)

@@ -355,6 +355,8 @@ class BaseMLP(BaseEstimator):
         (every ``coefs_`` entry raveled, then every ``intercepts_`` entry); ``y`` is the
         (n_samples, n_outputs) encoded target.  The network keeps the given parameters.
         scikit-learn's estimators have this hook; ``workspace`` (its buffers) is unused."""
+        if isinstance(sample_weight, list):   # scikit-learn < 1.7's call: no sample_weight
+            sample_weight = None
         network = self._network()
         coefs, intercepts = network.views()
         base = network.params.__array_interface__["data"][0]
