@@ -328,6 +328,8 @@ def test_float32_input_stays_float32(kind):
     np.testing.assert_allclose(out32, out64, rtol=1e-3, atol=1e-4)
     forced = OURS[kind](hidden_layer_sizes=(8,), max_iter=1, dtype="float32").fit(X, y)
     assert forced.coefs_[0].dtype == np.float32
+    forced.set_params(dtype="float64").partial_fit(X, y)   # the weights carry over, converted
+    assert forced.coefs_[0].dtype == np.float64 and forced._optimizer.fits(forced.model_._params)
 
 
 def test_hand_set_weights_predict_as_scikit_learn():

@@ -223,7 +223,8 @@ class BaseMLP(BaseEstimator):
     # ---- the stochastic solvers --------------------------------------------------------------
 
     def _fit_stochastic(self, network, X, Y, sample_weight, incremental):
-        if not incremental or not hasattr(self, "_optimizer"):
+        optimizer = getattr(self, "_optimizer", None)
+        if not incremental or optimizer is None or not optimizer.fits(network.params):
             self._optimizer = make_optimizer(self, network.params.size, network.dtype)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")

@@ -39,6 +39,10 @@ class SGD:
         self._step = np.empty(size, dtype=dtype)     # lr * g
         self._update = np.empty(size, dtype=dtype)
 
+    def fits(self, params):
+        """True when the state was made for this parameter buffer's size and dtype."""
+        return self.velocity.shape == params.shape and self.velocity.dtype == params.dtype
+
     def update(self, params, grads, n_threads):
         step, v = self._step, self.velocity
         np.multiply(grads, self.learning_rate, out=step)
@@ -87,6 +91,10 @@ class _Fused:
     def _hyper(self):
         """(lr, beta1, beta2, eps) handed to the kernel at the coming step self.t."""
         raise NotImplementedError
+
+    def fits(self, params):
+        """True when the state was made for this parameter buffer's size and dtype."""
+        return self.exp_avg.shape == params.shape and self.exp_avg.dtype == params.dtype
 
     def update(self, params, grads, n_threads):
         self.t += 1
