@@ -138,8 +138,7 @@ class BaseMLP(BaseEstimator):
                               if self.keep_prob < 1.0 else 0)
         self._n_passes = 0
         network = self._bind_network(layer_units, dtype, new=True)
-        self._best_params = network.params.copy()
-        self._best_buffers = network.model._buffers.copy()
+        self._keep_best(network)
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -182,10 +181,15 @@ class BaseMLP(BaseEstimator):
             if not self.early_stopping and getattr(self, "best_loss_", None) is None:
                 self.best_loss_ = np.inf
         network = self._bind_network(layer_units, dtype, new=False)
-        if not hasattr(self, "_best_params"):
-            self._best_params = network.params.copy()
-            self._best_buffers = network.model._buffers.copy()
+        best = getattr(self, "_best_params", None)
+        if best is None or best.shape != network.params.shape or best.dtype != network.dtype:
+            self._keep_best(network)
         return network
+
+    def _keep_best(self, network):
+        """Copy the network's weights (and batch-norm statistics) as early stopping's best."""
+        self._best_params = network.params.copy()
+        self._best_buffers = network.model._buffers.copy()
 
     def _bind_network(self, layer_units, dtype, new):
         """The network holding ``coefs_``/``intercepts_`` (``model_``, rebuilt when the
@@ -209,13 +213,12 @@ class BaseMLP(BaseEstimator):
     def _network(self):
         """The fitted network, with any ``coefs_``/``intercepts_`` set by hand copied in."""
         check_is_fitted(self, ("coefs_", "intercepts_"))
-        model = getattr(self, "model_", None)
-        if model is None:   # coefs_ and intercepts_ set by hand, never trained here
+        if getattr(self, "model_", None) is None:   # coefs_, intercepts_ set by hand only
             units = [np.shape(self.coefs_[0])[0]] + [np.shape(c)[1] for c in self.coefs_]
             dtype = np.asarray(self.coefs_[0]).dtype
             dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-            network = Network.build(units, self.activation, self.out_activation_, dtype)
-            self.model_ = network.model
+            self.model_ = Network.build(units, self.activation, self.out_activation_,
+                                        dtype).model
         network = Network(self.model_, self.out_activation_, getattr(self, "_dropout_seed", 0))
         network.load(self.coefs_, self.intercepts_)
         return network
@@ -316,8 +319,7 @@ class BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                np.copyto(self._best_params, network.params)
-                np.copyto(self._best_buffers, network.model._buffers)
+                self._keep_best(network)
         else:
             if self.loss_curve_[-1] > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

@@ -80,11 +80,14 @@ class Network:
         self.dropout_seed = dropout_seed
         self.dtype = model.dtype
         self.n_threads = get_num_threads()
-        k = model.n_outputs
-        # scikit-learn's loss and gradient per fastnn's (mean over rows or over elements)
-        self.loss_scale = {"softmax": 1.0, "logistic": float(k), "identity": 0.5}.get(
-            out_activation, 1.0)
-        self.grad_scale = {"softmax": 1.0, "logistic": float(k)}.get(out_activation, k / 2.0)
+        # fastnn's kernel averages its loss over the rows (softmax) or over all the elements
+        # (sigmoid, linear) of k outputs: scikit-learn's loss is loss_scale times it, and
+        # scikit-learn's gradient grad_scale times fastnn's.  (exp: the loss is computed here.)
+        k = float(model.n_outputs)
+        self.loss_scale = {"softmax": 1.0, "logistic": k, "identity": 0.5, "exp": None}[
+            out_activation]
+        self.grad_scale = {"softmax": 1.0, "logistic": k, "identity": k / 2, "exp": k / 2}[
+            out_activation]
         layout = model._param_layout
         self._w_spans = [(layout[f"{i}.W"][0], int(np.prod(layout[f"{i}.W"][1])))
                          for i in range(len(model.layers))]
