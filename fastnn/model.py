@@ -431,11 +431,20 @@ class MLP:
                 self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
             _check_output(out)
             return out
+        _check_output(self._infer(X, out, n_threads))
+        return out
+
+    def _infer(self, X, out=None, n_threads=None):
+        """Inference output on prepared X into out (allocated when None), NaN and all: the
+        unchecked form of ``forward`` for callers that handle non-finite outputs themselves."""
+        if out is None:
+            out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        if n_threads is None:
+            n_threads = get_num_threads()
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
-        for start in range(0, n, _CHUNK_ROWS):
-            stop = min(n, start + _CHUNK_ROWS)
+        for start in range(0, X.shape[0], _CHUNK_ROWS):
+            stop = min(X.shape[0], start + _CHUNK_ROWS)
             net.infer(X[start:stop], out[start:stop], n_threads)
-        _check_output(out)
         return out
 
     def predict_proba(self, X):

@@ -270,14 +270,15 @@ class Network:
 
     def forward(self, X):
         """Inference output on validated X (dense or sparse): probabilities for softmax and
-        logistic outputs, values for identity, ``exp(z)`` for exp; the network's dtype."""
+        logistic outputs, values for identity, ``exp(z)`` for exp; the network's dtype.  A
+        diverged network gives NaN here, as scikit-learn's does (its scores then say so)."""
         X = self.prepare_X(X)
         if is_sparse(X):
             out = np.empty((X.shape[0], self.model.n_outputs), dtype=self.dtype)
             for s in range(0, X.shape[0], CHUNK_ROWS):
-                out[s:s + CHUNK_ROWS] = self.model.forward(self.rows(X, slice(s, s + CHUNK_ROWS)))
+                out[s:s + CHUNK_ROWS] = self.model._infer(self.rows(X, slice(s, s + CHUNK_ROWS)))
         else:
-            out = self.model.forward(X)
+            out = self.model._infer(self.model._prepare_X(X))
         if self.out_activation == "exp":
             with np.errstate(over="ignore"):
                 np.exp(out, out=out)
