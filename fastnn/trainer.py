@@ -58,6 +58,11 @@ class _DeferredInterrupt:
             self._old = signal.signal(signal.SIGINT, self._hold)
         return self
 
+    @property
+    def holding(self):
+        """Whether Ctrl-C is being held (False: another handler, or not the main thread)."""
+        return self._old is not None
+
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
