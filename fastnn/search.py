@@ -1233,6 +1233,7 @@ def default_space():
 
 def add_cli_arguments(parser):
     """Add the ``fastnn search`` options to an ``argparse`` parser."""
+    from .cli import _int_range, _output_file, _seed
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="an .npz file with arrays X and y, or a .csv file whose last column "
                              "is the label (default: the built-in digits data)")
@@ -1250,11 +1251,12 @@ def add_cli_arguments(parser):
                         help="local workers are threads (default) or processes")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run trials on a Dask cluster, e.g. tcp://host:8786")
-    parser.add_argument("--journal", metavar="PATH", default=None,
+    parser.add_argument("--journal", metavar="PATH", type=_output_file, default=None,
                         help="JSON-lines journal; running again with it resumes the search")
-    parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (default 10)")
-    parser.add_argument("--plot", metavar="PATH", default=None,
+    parser.add_argument("--seed", type=_seed, default=0, help="search seed (default 0)")
+    parser.add_argument("--epochs", type=_int_range(1), default=10,
+                        help="epochs per trial (default 10)")
+    parser.add_argument("--plot", metavar="PATH", type=_output_file, default=None,
                         help="save the metric-versus-hyperparameter plot as PNG")
     return parser
 
@@ -1262,19 +1264,27 @@ def add_cli_arguments(parser):
 def load_data(path):
     """``(X, y)`` from an .npz file (arrays ``X`` and ``y``) or a numeric .csv file whose last
     column is the label (a non-numeric first row is taken as a header)."""
+    import zipfile
+
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("X", "y") if k not in f.files]
-            if missing:
-                raise ValueError(f"{path}: the .npz file needs arrays X and y, it has {f.files}")
-            return f["X"], f["y"]
-    if ext == ".csv":
         try:
-            data = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+            with np.load(path, allow_pickle=False) as f:
+                missing = [k for k in ("X", "y") if k not in f.files]
+                if missing:
+                    raise ValueError(f"{path}: the .npz file needs arrays X and y, it has "
+                                     f"{f.files}")
+                return f["X"], f["y"]
+        except (EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a readable .npz file ({exc})") from None
+    if ext == ".csv":
+        with warnings.catch_warnings():  # an empty file: the shape check below says so
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                data = np.loadtxt(path, delimiter=",", ndmin=2)
+            except ValueError:
+                data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
         if data.shape[1] < 2:
             raise ValueError(f"{path}: a CSV file needs feature columns and a label column")
         X, y = data[:, :-1], data[:, -1]
@@ -1290,6 +1300,7 @@ def run_cli(args):
     import sys
 
     from . import datasets
+    from .cli import _ERRORS, _error_line
     from .data import train_dev_test_split
 
     get = lambda name, default=None: getattr(args, name, default)
@@ -1319,8 +1330,14 @@ def run_cli(args):
                               backend=get("backend", "thread") if executor is None else "thread",
                               progress=True)
         search.fit(Xtr, ytr, Xd, yd)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"fastnn search: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        journal = get("journal")
+        print("fastnn search: interrupted; " + (
+            f"the finished trials are in the journal {journal}: run the same command to resume"
+            if journal else "finished trials are not kept without --journal"), file=sys.stderr)
+        return 130
+    except _ERRORS as exc:
+        print(f"fastnn search: error: {_error_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if client is not None:

@@ -381,3 +381,16 @@ def test_interrupted_fit_continues_bit_identically(tmp_path):
     res = subprocess.run([sys.executable, "-c", _RESUME_CHILD, str(tmp_path / "c.safetensors")],
                          cwd=HERE, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("seed", [2 ** 64, 2 ** 70, 10 ** 30])
+def test_seeds_beyond_64_bits_are_refused_at_construction(seed):
+    """The compiled code takes unsigned 64-bit seeds: a larger one is a ValueError naming the
+    seed when the model or trainer is built, not an OverflowError inside fit."""
+    with pytest.raises(ValueError, match="seed must be < 2\\*\\*64"):
+        fn.MLP(2, [fn.Dense(2, "softmax")], seed=seed)
+    model = fn.MLP(2, [fn.Dense(2, "softmax")], seed=2 ** 64 - 1)
+    with pytest.raises(ValueError, match="seed must be < 2\\*\\*64"):
+        fn.Trainer(model, seed=seed)
+    X, y = fn.datasets.moons(n=32, seed=0)
+    fn.Trainer(model, seed=2 ** 64 - 1).fit(X, y, epochs=1, progress=False)  # the largest works
