@@ -91,10 +91,15 @@ def check_scalar(value, name, kind, *, low=None, high=None, low_inclusive=True,
 
 
 def check_random_seed(seed, name="seed"):
-    """Check a seed: ``None`` or an integer >= 0; return it unchanged (as ``int`` or ``None``)."""
+    """Check a seed: ``None`` or an integer in ``[0, 2**64)`` (the compiled code keys its
+    random streams with an unsigned 64-bit seed); return it unchanged (as ``int`` or
+    ``None``)."""
     if seed is None:
         return None
-    return check_scalar(seed, name, "int", low=0)
+    seed = check_scalar(seed, name, "int", low=0)
+    if seed >= 2 ** 64:
+        raise ValueError(f"{name} must be < 2**64, got {seed!r}")
+    return seed
 
 
 def _as_numeric_array(value, name):

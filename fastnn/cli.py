@@ -3,42 +3,121 @@
 ``fastnn train`` with no arguments trains on the built-in digits data: a stratified
 train/dev/test split, a Standardizer fitted on the training part, an MLP trained with Adam, the
 per-epoch train/dev metrics, the test accuracy, the course's bias/variance reading, and the model
-saved to ``fastnn-model.safetensors``.
+saved to ``fastnn-model.safetensors``; Ctrl-C saves the model of the last finished epoch
+instead.
+
+Every error is one line on stderr (``fastnn <command>: error: ...``) and exit status 2: bad
+options are caught by the parser, bad files and values by the library's own checks, which
+name the argument and the value received.  Output paths are checked before any training.
 """
 import argparse
 import os
 import sys
+import warnings
+import zipfile
 
 import numpy as np
 
 __all__ = ["main"]
 
+# What a bad invocation raises (besides the parser's own errors): wrong values and files
+# (ValueError, TypeError, the file errors of OSError, numpy's readers' EOFError and
+# BadZipFile), sizes beyond the memory (MemoryError), values beyond C's integers and
+# training that diverged (ArithmeticError: OverflowError, fastnn.DivergedError).
+_ERRORS = (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, MemoryError,
+           ArithmeticError)
+
+
+def _error_line(exc):
+    """An exception as the one line the command prints."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"not enough memory: {text}"
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with fastnn's error format: one line on stderr, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see {self.prog} --help)\n")
+
+
+def _int_range(low, high=None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+    return parse
+
+
+def _nonnegative_float(text):
+    """An argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+# Seeds are unsigned 64-bit integers in the compiled code (checked again by the library).
+_seed = _int_range(0, 2 ** 64 - 1)
+# Thread counts reach C as an int.
+_threads = _int_range(1, 2 ** 31 - 1)
+
+
+def _output_file(text):
+    """An argparse type: a file that can be written (checked before any work is done)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file name")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} of {text!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text)
+                                                    and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be written (permission denied)")
+    return text
+
 _BUILTIN = ("digits", "flower", "moons", "circles", "spiral", "blobs", "synthetic_mnist")
 
 
-def load_data(spec, seed=0):
+def load_data(spec, seed=0, target=True):
     """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
 
     CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
-    is not numeric).  NPZ: arrays ``X`` and ``y``.  Regular files only, checked before anything
-    is allocated for them (``fastnn._files``); no pickle is ever loaded."""
+    is not numeric); with ``target=False`` the whole table is X and y is None.  NPZ: arrays
+    ``X`` and ``y`` (``y`` only when ``target``).  Regular files only, checked before anything is
+    allocated for them (``fastnn._files``); no pickle is ever loaded."""
     from . import datasets
     from ._files import load_csv, load_npy, load_npz
     if spec in _BUILTIN:
         fn = getattr(datasets, spec)
         return fn() if spec == "digits" else fn(seed=seed)
+    if os.path.isdir(spec):
+        raise ValueError(f"data {spec!r} is a directory; expected a built-in dataset or a "
+                         f".csv/.npy/.npz file")
     if not os.path.exists(spec):
         raise ValueError(f"data must be one of {list(_BUILTIN)} or an existing .csv/.npy/.npz "
                          f"file, got {spec!r}")
     ext = os.path.splitext(spec)[1].lower()
-    if ext == ".npz":
-        return load_npz(spec, ("X", "y"))
-    if ext == ".npy":
-        table = load_npy(spec)
-    elif ext == ".csv":
-        table = load_csv(spec)
-    else:
+    if ext not in (".csv", ".npy", ".npz"):
         raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
+    if ext == ".npz":
+        return load_npz(spec, ("X", "y")) if target else (load_npz(spec, ("X",))[0], None)
+    table = load_npy(spec) if ext == ".npy" else load_csv(spec)
+    if not target:
+        return table, None
     if table.ndim != 2 or table.shape[1] < 2:
         raise ValueError(f"{spec}: expected a 2-D table with features and a last target column, "
                          f"got shape {table.shape}")
@@ -59,6 +138,8 @@ def _int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    if any(v >= 2 ** 31 for v in values):
+        raise argparse.ArgumentTypeError(f"layer sizes must be < 2**31, got {text!r}")
     return values
 
 
@@ -78,7 +159,7 @@ def _add_train(sub):
                                                             "adamw"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--beta", type=float, default=None, help="momentum beta / Adam beta1")
-    p.add_argument("--decay", type=float, default=0.0,
+    p.add_argument("--decay", type=_nonnegative_float, default=0.0,
                    help="inverse-time learning-rate decay rate (0: constant)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
@@ -89,10 +170,11 @@ def _add_train(sub):
     p.add_argument("--test-size", type=float, default=0.15)
     p.add_argument("--patience", type=int, default=None, help="early stopping patience")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--output", "-o", default="fastnn-model.safetensors")
-    p.add_argument("--plot", default=None, help="write learning curves to this PNG")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--threads", type=_threads, default=None)
+    p.add_argument("--output", "-o", type=_output_file, default="fastnn-model.safetensors")
+    p.add_argument("--plot", type=_output_file, default=None,
+                   help="write learning curves to this PNG")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -129,9 +211,14 @@ def _train(args):
     early = fn.EarlyStopping(args.patience) if args.patience is not None else None
     print(f"fastnn {fn.__version__}: {args.data}: {len(Xtr)} train / {len(Xdev)} dev / "
           f"{len(Xte)} test examples, {Xtr.shape[1]} features; {model}; "
-          f"{fn.get_num_threads()} thread(s)")
-    history = trainer.fit(Xtr, ytr, epochs=args.epochs, validation_data=(Xdev, ydev),
-                          early_stopping=early, progress=not args.no_progress)
+          f"{fn.get_num_threads()} thread(s)", flush=True)
+    finished = _LastEpoch()
+    try:
+        history = trainer.fit(Xtr, ytr, epochs=args.epochs, validation_data=(Xdev, ydev),
+                              early_stopping=early, callbacks=[finished],
+                              progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return finished.save_after_interrupt(trainer, early, args.output)
     model.training_config_ = trainer.get_config()
     # Bias/variance from inference-mode errors on the train and dev sets.
     train_loss, train_err = model.evaluate(Xtr, ytr)
@@ -151,6 +238,35 @@ def _train(args):
     return 0
 
 
+class _LastEpoch:
+    """A ``fit`` callback keeping the weights of the last finished epoch, so that Ctrl-C in
+    the middle of the next one still leaves a model to save."""
+
+    def __init__(self):
+        self.epoch = self.weights = None
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        self.epoch, self.weights = epoch, trainer.model.get_weights()
+
+    def save_after_interrupt(self, trainer, early, path):
+        """Save the model of the last finished epoch (of the best one under early stopping,
+        as an uninterrupted run would) to ``path``; one line on stderr; status 130."""
+        if self.weights is None:
+            print(f"fastnn train: interrupted in epoch {trainer.epoch}, before any epoch "
+                  f"finished; no model saved", file=sys.stderr)
+            return 130
+        epoch, weights, which = self.epoch, self.weights, "the last finished"
+        if early is not None and early.restore_best and early.best_weights is not None:
+            epoch, weights, which = early.best_epoch, early.best_weights, "the best"
+        model = trainer.model
+        model.set_weights(weights)
+        model.training_config_ = trainer.get_config()
+        model.save(path)
+        print(f"fastnn train: interrupted in epoch {trainer.epoch}; model of epoch {epoch} "
+              f"({which}) saved to {path}", file=sys.stderr)
+        return 130
+
+
 # ---- predict --------------------------------------------------------------------------------
 
 def _add_predict(sub):
@@ -159,20 +275,18 @@ def _add_predict(sub):
     p.add_argument("data", help="a .csv/.npy/.npz file of features (or a built-in dataset)")
     p.add_argument("--has-target", action="store_true",
                    help="the table's last column is the target: also report the error")
-    p.add_argument("--output", "-o", default=None, help="write predictions to this .csv")
+    p.add_argument("--output", "-o", type=_output_file, default=None,
+                   help="write predictions to this .csv")
     p.set_defaults(func=_predict)
 
 
 def _predict(args):
     import fastnn as fn
+    if os.path.isdir(args.model) or not os.path.exists(args.model):
+        raise ValueError(f"model must be an existing .safetensors file written by fastnn, got "
+                         f"{args.model!r}")
     model = fn.load(args.model)
-    if args.data in _BUILTIN or args.has_target or args.data.endswith(".npz"):
-        X, y = load_data(args.data)
-    else:
-        from ._files import load_csv, load_npy
-        ext = os.path.splitext(args.data)[1].lower()
-        X = load_npy(args.data) if ext == ".npy" else load_csv(args.data, skip_header=False)
-        y = None
+    X, y = load_data(args.data, target=args.data in _BUILTIN or args.has_target)
     pred = model.predict(X)
     if y is not None and model.task == "multiclass":
         print(f"accuracy {np.mean(pred == np.asarray(y)):.4f} on {len(pred)} examples")
@@ -195,8 +309,8 @@ def _add_gradcheck(sub):
     p.add_argument("--keep-prob", type=float, default=1.0)
     p.add_argument("--batch-norm", action="store_true")
     p.add_argument("--l2", type=float, default=0.1)
-    p.add_argument("--rows", type=int, default=32, help="digits rows used")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=_int_range(1), default=32, help="digits rows used")
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_gradcheck)
 
 
@@ -235,7 +349,7 @@ def _add_delegated(sub, name, help, module, add_options, run):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastnn", description="Fast MLP training on CPUs.")
+    parser = _Parser(prog="fastnn", description="Fast MLP training on CPUs.")
     sub = parser.add_subparsers(dest="command")
     _add_train(sub)
     _add_predict(sub)
@@ -247,20 +361,26 @@ def build_parser():
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"fastnn: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None
+          else file)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        return args.func(args)
-    except (ValueError, TypeError) as exc:
-        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
-        return 130
+        parser.error("a command is required: train, predict, search, gradcheck or bench")
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            return args.func(args)
+        except KeyboardInterrupt:
+            print(f"fastnn {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except _ERRORS as exc:
+            print(f"fastnn {args.command}: error: {_error_line(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import multiprocessing
 import numbers
 import os
 import pickle
+import signal
+import threading
 import time
 import warnings
 import zlib
@@ -348,9 +350,40 @@ def _trial_id(seed, round_, index):
 _WORKER_OBJECTIVE = None  # set once per worker process by _init_worker (backend="process")
 
 
-def _init_worker(objective):
+def _init_worker(objective, lifeline):
+    """Set up a worker process: Ctrl-C is the search's to handle (the terminal sends it to the
+    whole process group), and the worker exits as soon as the search process is gone, however
+    it ended (even ``kill -9``): ``lifeline`` is the reading end of a pipe whose only writer
+    is the search process, so it reads end-of-file exactly then."""
     global _WORKER_OBJECTIVE
     _WORKER_OBJECTIVE = objective
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        try:
+            lifeline.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fastnn-search-lifeline", daemon=True).start()
+
+
+class _TrialCancelled(BaseException):
+    """Stops a built-in trial running in a thread once the search has been interrupted; not an
+    ``Exception``, so the trial is not recorded as failed (it did not finish)."""
+
+
+# The cancellation event of the search running the current thread's trial (backend="thread").
+_TRIAL = threading.local()
+
+
+def _check_cancelled(trainer=None, epoch=None, logs=None):
+    """Raise :class:`_TrialCancelled` if this thread's trial belongs to an interrupted search
+    (also a ``fit`` callback: built-in trials stop at the end of their current epoch)."""
+    cancel = getattr(_TRIAL, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise _TrialCancelled
 
 
 def _clean_metrics(out, metric):
@@ -377,18 +410,23 @@ def _clean_metrics(out, metric):
     return metrics
 
 
-def _run_trial(objective, spec, metric, n_threads):
-    """Run one trial; exceptions of the objective become a ``failed`` record."""
+def _run_trial(objective, spec, metric, n_threads, cancel=None):
+    """Run one trial; exceptions of the objective become a ``failed`` record.  ``cancel`` (a
+    ``threading.Event``, thread workers only) is set when the search is interrupted."""
     if objective is None:
         objective = _WORKER_OBJECTIVE
     record = dict(spec)
     t0 = time.perf_counter()
+    _TRIAL.cancel = cancel
     try:
+        _check_cancelled()
         with threads(n_threads):
             out = objective(dict(spec["config"]), spec["seed"])
         record.update(status="ok", metrics=_clean_metrics(out, metric), error=None)
     except Exception as exc:  # the search goes on; the reason is recorded
         record.update(status="failed", metrics={}, error=_reason(exc))
+    finally:
+        _TRIAL.cancel = None
     record["time"] = time.perf_counter() - t0
     return record
 
@@ -470,13 +508,21 @@ class _Journal:
         os.fsync(self.file.fileno())
 
     def add(self, record):
-        """Record a finished trial; False (and nothing written) if its id is already there."""
+        """Record a finished trial; False (and nothing written) if its id is already there.
+
+        Ctrl-C while the line is written takes effect once it is written and fsynced (the
+        ``KeyboardInterrupt`` is raised then), so every line is whole and counted."""
         if record["trial_id"] in self.known:
             return False
-        self.known.add(record["trial_id"])
         if self.file is not None:
+            from .trainer import _DeferredInterrupt
             line = json.dumps(record, allow_nan=False, separators=(",", ":"))
-            self._write(line.encode("utf-8") + b"\n")
+            with _DeferredInterrupt() as sigint:
+                self._write(line.encode("utf-8") + b"\n")
+                self.known.add(record["trial_id"])
+            if sigint.pending:
+                raise KeyboardInterrupt
+        self.known.add(record["trial_id"])
         return True
 
     def close(self):
@@ -825,6 +871,12 @@ class _Runner:
     Own pools are created lazily and kept across rounds.  A broken process pool (a worker
     died) is replaced; the trials that were running are retried one at a time, and a trial
     whose lone worker dies is recorded as failed.
+
+    Ctrl-C while trials run in parallel is held until the records of the trials that have
+    finished are handed over (to be journalled); then ``KeyboardInterrupt`` is raised and
+    :meth:`close` stops the rest without waiting: worker processes are ended, built-in trials
+    in threads stop at the end of their current epoch (other objectives cannot be stopped from
+    outside a thread; their results are dropped).
     """
 
     def __init__(self, search, objective):
@@ -844,6 +896,8 @@ class _Runner:
         else:
             self.n_threads = max(1, self.cores // self.workers)
         self.pool = None
+        self.cancel = threading.Event()  # set once the search stops early (thread workers)
+        self.lifeline = None             # (reader, writer) of the worker processes' pipe
 
     def _serial(self):
         return (self.search.executor is None and self.search.backend == "thread"
@@ -857,8 +911,14 @@ class _Runner:
         if method is None:
             method = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
                       else "spawn")
-        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
-                                      initializer=_init_worker, initargs=(self.objective,))
+        context = multiprocessing.get_context(method)
+        if self.lifeline is None:
+            # Only this process holds the writing end (spawn and forkserver pass children
+            # just the descriptors they are given): closing it, or dying, ends the workers.
+            self.lifeline = context.Pipe(duplex=False)
+        return cf.ProcessPoolExecutor(self.workers, mp_context=context,
+                                      initializer=_init_worker,
+                                      initargs=(self.objective, self.lifeline[0]))
 
     def _submit(self, spec):
         s = self.search
@@ -866,8 +926,10 @@ class _Runner:
             return s.executor.submit(_run_trial, self.objective, spec, s.metric, self.n_threads)
         if self.pool is None:
             self.pool = self._make_pool()
-        obj = None if s.backend == "process" else self.objective
-        return self.pool.submit(_run_trial, obj, spec, s.metric, self.n_threads)
+        if s.backend == "process":
+            return self.pool.submit(_run_trial, None, spec, s.metric, self.n_threads)
+        return self.pool.submit(_run_trial, self.objective, spec, s.metric, self.n_threads,
+                                self.cancel)
 
     def run(self, todo):
         s = self.search
@@ -875,11 +937,21 @@ class _Runner:
             for spec in todo:
                 yield _run_trial(self.objective, spec, s.metric, self.n_threads)
             return
+        from .trainer import _DeferredInterrupt
         limit = self.workers if s.executor is None or s.n_jobs not in (None, -1) else len(todo)
         queue, suspects = collections.deque(todo), collections.deque()
         in_flight = {}
+        sigint = _DeferredInterrupt()
         try:
+            sigint.__enter__()
+            # Held Ctrl-C is looked at this often (None: it is not held, it raises at once).
+            poll = 0.1 if sigint.holding else None
             while queue or suspects or in_flight:
+                if sigint.pending:
+                    # Hand over the trials that finished, then stop.
+                    yield from self._records([f for f in in_flight if f.done()], in_flight,
+                                             finished_only=True)
+                    raise KeyboardInterrupt
                 if suspects:  # run each suspect alone to find the trial that kills workers
                     if not in_flight:
                         self._submit_one(suspects, in_flight)
@@ -889,28 +961,43 @@ class _Runner:
                             break
                 if not in_flight:
                     continue  # the pool broke before the submission: it was replaced, retry
-                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+                done, _ = cf.wait(in_flight, timeout=poll, return_when=cf.FIRST_COMPLETED)
                 if any(_is_broken(f) for f in done):
                     # Every trial that was running is lost with the pool; collect all of them.
-                    cf.wait(in_flight)
+                    while cf.wait(in_flight, timeout=poll).not_done and not sigint.pending:
+                        pass
+                    if sigint.pending:
+                        continue
                     done = set(in_flight)
                 broken = []
-                for fut in sorted(done, key=lambda f: in_flight[f]["index"]):
-                    spec = in_flight.pop(fut)
-                    if _is_broken(fut):
-                        broken.append((spec, fut.exception()))
-                        continue
-                    try:
-                        yield fut.result()
-                    except cf.CancelledError:
-                        yield _failed(spec, "cancelled by the executor")
-                    except Exception as exc:  # e.g. distributed.KilledWorker, pickling errors
-                        yield _failed(spec, _reason(exc))
+                yield from self._records(done, in_flight, broken=broken)
                 if broken:
                     yield from self._after_break(broken, suspects, queue)
+            if sigint.pending:  # Ctrl-C after the last trial finished
+                raise KeyboardInterrupt
         finally:
+            sigint.__exit__(None, None, None)
             for fut in in_flight:
                 fut.cancel()
+
+    def _records(self, done, in_flight, broken=None, finished_only=False):
+        """The records of the ``done`` futures, in trial order (each leaves ``in_flight``).
+        Futures lost with a broken pool go to ``broken``; with ``finished_only`` they, and
+        cancelled trials, are left out (they did not finish)."""
+        for fut in sorted(done, key=lambda f: in_flight[f]["index"]):
+            spec = in_flight.pop(fut)
+            if _is_broken(fut):
+                if not finished_only:
+                    broken.append((spec, fut.exception()))
+                continue
+            if fut.cancelled() or isinstance(fut.exception(), _TrialCancelled):
+                if not finished_only:
+                    yield _failed(spec, "cancelled by the executor")
+                continue
+            try:
+                yield fut.result()
+            except Exception as exc:  # e.g. distributed.KilledWorker, pickling errors
+                yield _failed(spec, _reason(exc))
 
     def _submit_one(self, specs, in_flight):
         """Submit ``specs[0]``; False (and the spec left in place) if the pool is broken."""
@@ -953,10 +1040,34 @@ class _Runner:
 
     def close(self, wait):
         """Shut the own pool down; ``wait=False`` (after an error or Ctrl-C) cancels queued
-        trials and does not wait for running ones."""
+        trials and stops running ones without waiting for them: worker processes are ended,
+        built-in trials in threads stop at the end of their current epoch."""
+        if not wait:
+            self.cancel.set()
         if self.pool is not None:
-            self.pool.shutdown(wait=wait, cancel_futures=not wait)
-            self.pool = None
+            pool, self.pool = self.pool, None
+            pool.shutdown(wait=wait, cancel_futures=not wait)
+            if not wait and self.search.backend == "process":
+                _end_workers(pool)
+        if self.lifeline is not None:  # workers still alive read end-of-file and exit
+            for end in self.lifeline:
+                end.close()
+            self.lifeline = None
+
+
+def _end_workers(pool):
+    """Kill the worker processes of a ``ProcessPoolExecutor`` that was shut down without
+    waiting (Python 3.14 has ``kill_workers``; older versions only keep them in
+    ``_processes``)."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass  # already gone
 
 
 def _is_broken(fut):
@@ -1095,7 +1206,8 @@ class MLPObjective:
         model, trainer, c = self.build(config, seed)
         stop = None if c["patience"] is None else EarlyStopping(c["patience"])
         h = trainer.fit(self.X, self.y, epochs=c["epochs"], validation_data=(self.X_dev,
-                        self.y_dev), early_stopping=stop, progress=False)
+                        self.y_dev), early_stopping=stop, callbacks=[_check_cancelled],
+                        progress=False)
         val_loss, val_error = model.evaluate(self.X_dev, self.y_dev)
         return {"val_error": val_error, "val_loss": val_loss, "loss": h["loss"][-1],
                 "error": h["error"][-1], "epochs": len(h)}
@@ -1121,6 +1233,7 @@ def default_space():
 
 def add_cli_arguments(parser):
     """Add the ``fastnn search`` options to an ``argparse`` parser."""
+    from .cli import _int_range, _output_file, _seed
     parser.add_argument("--data", metavar="PATH", default=None,
                         help="an .npz file with arrays X and y, or a .csv file whose last column "
                              "is the label (default: the built-in digits data)")
@@ -1138,11 +1251,12 @@ def add_cli_arguments(parser):
                         help="local workers are threads (default) or processes")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run trials on a Dask cluster, e.g. tcp://host:8786")
-    parser.add_argument("--journal", metavar="PATH", default=None,
+    parser.add_argument("--journal", metavar="PATH", type=_output_file, default=None,
                         help="JSON-lines journal; running again with it resumes the search")
-    parser.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (default 10)")
-    parser.add_argument("--plot", metavar="PATH", default=None,
+    parser.add_argument("--seed", type=_seed, default=0, help="search seed (default 0)")
+    parser.add_argument("--epochs", type=_int_range(1), default=10,
+                        help="epochs per trial (default 10)")
+    parser.add_argument("--plot", metavar="PATH", type=_output_file, default=None,
                         help="save the metric-versus-hyperparameter plot as PNG")
     return parser
 
@@ -1173,6 +1287,7 @@ def run_cli(args):
     import sys
 
     from . import datasets
+    from .cli import _ERRORS, _error_line
     from .data import train_dev_test_split
 
     get = lambda name, default=None: getattr(args, name, default)
@@ -1202,8 +1317,14 @@ def run_cli(args):
                               backend=get("backend", "thread") if executor is None else "thread",
                               progress=True)
         search.fit(Xtr, ytr, Xd, yd)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"fastnn search: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        journal = get("journal")
+        print("fastnn search: interrupted; " + (
+            f"the finished trials are in the journal {journal}: run the same command to resume"
+            if journal else "finished trials are not kept without --journal"), file=sys.stderr)
+        return 130
+    except _ERRORS as exc:
+        print(f"fastnn search: error: {_error_line(exc)}", file=sys.stderr)
         return 2
     finally:
         if client is not None:

@@ -5,12 +5,18 @@ buffers matching the model's parameter buffer, and then hands runs of mini-batch
 gather, forward, loss, backward, update) to one nogil call, ``_core.Net.train_steps``.  Python
 is re-entered between runs, about every 50 ms and always at a step boundary, for the progress
 bar and Ctrl-C, and after every epoch for callbacks; the per-epoch permutation is derived
-from (seed, epoch), so a checkpoint needs only the epoch and step counters to resume exactly.
+from (seed, epoch), so a checkpoint needs only the epoch and step counters to resume exactly
+at an epoch boundary.  Ctrl-C in the middle of an epoch leaves the trainer holding its
+position (the steps taken and their per-step results), and the next ``fit`` goes on from the
+next batch of the same permutation; an epoch's loss and error are summed from its per-step
+results at its end, so they do not depend on where it was interrupted (or on how the steps were
+grouped into compiled calls).
 """
 import math
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -52,11 +58,31 @@ class _DeferredInterrupt:
             self._old = signal.signal(signal.SIGINT, self._hold)
         return self
 
+    @property
+    def holding(self):
+        """Whether Ctrl-C is being held (False: another handler, or not the main thread)."""
+        return self._old is not None
+
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
             self._old = None
         return False
+
+
+class _EpochPosition:
+    """Where an interrupted epoch stopped: its first ``k`` steps are taken, ``results`` holds
+    their per-step results (cost terms, errors) and ``elapsed`` the time spent on them.  The
+    rest (``n_samples``, ``batch_size``, ``shuffle``, ``seed``) says which walk through the
+    data it was, so that only the same walk continues it."""
+
+    def __init__(self, epoch, k, n_samples, batch_size, shuffle, seed, results, elapsed):
+        self.epoch, self.k, self.results, self.elapsed = epoch, k, results, elapsed
+        self.walk = (n_samples, batch_size, shuffle, seed)
+
+    def __str__(self):
+        n_samples, batch_size = self.walk[:2]
+        return f"after {self.k} of the {-(-n_samples // batch_size)} steps of epoch {self.epoch}"
 
 
 class DivergedError(ArithmeticError):
@@ -205,6 +231,8 @@ class Trainer:
         self._flat = None       # (optimizer, v, s) bound to the model's layout
         # EWA of the step losses; continues across fit calls (and checkpoints)
         self._smooth = EWA(_EWA_BETA)
+        # Set when Ctrl-C stopped fit inside an epoch; the next fit continues that epoch.
+        self._position = None
 
     # ---- settings: validated whenever they are set, so fit never starts from a bad one -------
 
@@ -267,6 +295,22 @@ class Trainer:
             return np.arange(n, dtype=np.int64)
         return np.random.default_rng((self.seed, epoch)).permutation(n).astype(np.int64)
 
+    def _resume(self, epoch, n, bs, results):
+        """Steps of ``epoch`` already taken by an interrupted fit (0 for a fresh epoch); their
+        results are copied into ``results``.  A position left by another walk through the data
+        (other sample count, batch size, shuffling or seed) cannot be continued: the epoch
+        starts again, with a warning."""
+        pos, self._position = self._position, None
+        if pos is None or pos.epoch != epoch:
+            return 0, 0.0
+        if pos.walk != (n, bs, self.shuffle, self.seed):
+            warnings.warn(f"fit was interrupted {pos}; this call has another sample count, "
+                          f"batch size, shuffling or seed, so epoch {epoch} starts again from its "
+                          f"first batch", RuntimeWarning, stacklevel=3)
+            return 0, 0.0
+        results[:pos.k] = pos.results
+        return pos.k, pos.elapsed
+
     # ---- fit ---------------------------------------------------------------------------------
 
     def fit(self, X, y, epochs=10, validation_data=None, early_stopping=None, callbacks=(),
@@ -277,6 +321,10 @@ class Trainer:
         ----------
         X : array-like (n_samples, n_inputs);  y : targets for the model's output
         epochs : int
+            Epochs to finish; an epoch interrupted by Ctrl-C is continued from its next batch
+            and counts as one of them, so after ``fit(epochs=E)`` was interrupted,
+            ``fit(epochs=E - trainer.epoch)`` ends where the uninterrupted call would have,
+            with the same weights and history.
         validation_data : (X_dev, y_dev) or None
             Evaluated in inference mode after every epoch (``val_loss``, ``val_error``).
         early_stopping : EarlyStopping or None
@@ -292,7 +340,8 @@ class Trainer:
         DivergedError
             A NaN/inf loss; the model keeps the weights of the last finite step.
         KeyboardInterrupt
-            Re-raised after stopping at a step boundary (the model is the last completed step).
+            Re-raised after stopping at a step boundary (the model is the last completed step;
+            Ctrl-C during an epoch's evaluation or callbacks stops at that epoch's end).
         RuntimeError
             The model is being trained in another thread at the same time.
         """
@@ -335,7 +384,12 @@ class Trainer:
         units = 1 if model.task == "multiclass" else model.n_outputs
         smooth = self._smooth
         self.stop_training = False
-        results = np.zeros(-(-n // bs), dtype=_core.PASS_RESULT_DTYPE)
+        n_steps = -(-n // bs)
+        # Per-step results of the current epoch; its loss and error are summed from them.
+        results = np.zeros(n_steps, dtype=_core.PASS_RESULT_DTYPE)
+        # rows in each step of an epoch: bs, and what is left for the last one
+        sizes = np.full(n_steps, bs, dtype=np.float64)
+        sizes[-1] = n - (n_steps - 1) * bs
         bar = snap = None
         sigint = _DeferredInterrupt()
         try:
@@ -344,15 +398,16 @@ class Trainer:
                 epoch = self.epoch
                 lr = self._lr(epoch)
                 order = self._order(epoch, n)
-                n_steps = -(-n // bs)
-                bar = _progress_bar(progress, n_steps, epoch)
-                t0 = time.perf_counter()
-                loss_sum = 0.0
-                err_sum = 0
-                last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
-                # rows in each step of the epoch: bs, and what is left for the last one
-                sizes = np.full(n_steps, bs, dtype=np.float64)
-                sizes[-1] = n - (n_steps - 1) * bs
+                # k0 > 0: an interrupted epoch goes on from its next batch
+                k0, spent = self._resume(epoch, n, bs, results)
+                epoch_start = self.step - k0
+                bar = _progress_bar(progress, n_steps, epoch, initial=k0)
+                t0 = time.perf_counter() - spent
+                if k0:
+                    last_finite = float(results["loss"][k0 - 1]
+                                        + self.l2 / (2.0 * n) * results["sum_w2"][k0 - 1])
+                else:
+                    last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
 
                 def run(k, count):
                     """Steps k .. k+count-1 of the epoch in one compiled call; the steps taken
@@ -369,42 +424,51 @@ class Trainer:
                     self.step += taken
                     return costs[:taken], out["n_errors"][:taken], taken < done
 
-                # The epoch-start state (finite: checked at every epoch end).  A divergence
-                # whose last finite step left non-finite weights is undone by replaying.
-                snap = self._snapshot(v, s, snap)
-                k, chunk = 0, 1
-                while k < n_steps:
-                    count = min(chunk, n_steps - k)
-                    tic = time.perf_counter()
-                    costs, errors, diverged = run(k, count)
-                    elapsed = time.perf_counter() - tic
-                    loss_sum += float(costs @ sizes[k:k + costs.size])
-                    err_sum += int(errors.sum())
-                    smooth.update_many(costs)
-                    if costs.size:
-                        last_finite = float(costs[-1])
-                    k += costs.size
-                    if diverged:
-                        self._keep_finite(snap, lambda j: run(j, 1), k, v, s)
-                        raise DivergedError(epoch, self.step, last_finite)
-                    # Python comes back about every _CHUNK_SECONDS: progress, Ctrl-C.
-                    chunk = max(1, min(4 * count, int(_CHUNK_SECONDS * count / max(elapsed, 1e-9))))
+                try:
+                    # The state where this call starts the epoch (finite: checked at every
+                    # epoch end).  A divergence whose last finite step left non-finite weights
+                    # is undone by replaying from it.
+                    snap = self._snapshot(v, s, snap)
+                    replay = lambda j: run(k0 + j, 1)  # noqa: E731
+                    k, chunk = k0, 1
+                    while k < n_steps:
+                        count = min(chunk, n_steps - k)
+                        tic = time.perf_counter()
+                        costs, errors, diverged = run(k, count)
+                        elapsed = time.perf_counter() - tic
+                        smooth.update_many(costs)
+                        if costs.size:
+                            last_finite = float(costs[-1])
+                        k += costs.size
+                        if diverged:
+                            self._keep_finite(snap, replay, k - k0, v, s)
+                            raise DivergedError(epoch, self.step, last_finite)
+                        # Python comes back about every _CHUNK_SECONDS: progress, Ctrl-C.
+                        chunk = max(1, min(4 * count,
+                                           int(_CHUNK_SECONDS * count / max(elapsed, 1e-9))))
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{smooth.value:.4f}", refresh=False)
+                            bar.update(k - bar.n)
+                        if sigint.pending:
+                            raise KeyboardInterrupt
                     if bar is not None:
-                        bar.set_postfix(loss=f"{smooth.value:.4f}", refresh=False)
-                        bar.update(k - bar.n)
-                    if sigint.pending:
-                        raise KeyboardInterrupt
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                if not self._finite(v, s):  # the last step's update overflowed
-                    self._keep_finite(snap, lambda j: run(j, 1), n_steps, v, s)
-                    raise DivergedError(epoch, self.step, last_finite)
-                logs = {"epoch": epoch, "loss": loss_sum / n,
-                        "error": err_sum / (n * units) if model.task != "regression" else float("nan"),
-                        "lr": lr, "loss_ewa": smooth.value, "time": time.perf_counter() - t0}
-                if val is not None:
-                    logs["val_loss"], logs["val_error"] = model._evaluate_prepared(*val)
+                        bar.close()
+                        bar = None
+                    if not self._finite(v, s):  # the last step's update overflowed
+                        self._keep_finite(snap, replay, n_steps - k0, v, s)
+                        raise DivergedError(epoch, self.step, last_finite)
+                    costs = results["loss"] + self.l2 / (2.0 * n) * results["sum_w2"]
+                    logs = {"epoch": epoch, "loss": float(costs @ sizes) / n,
+                            "error": (int(results["n_errors"].sum()) / (n * units)
+                                      if model.task != "regression" else float("nan")),
+                            "lr": lr, "loss_ewa": smooth.value, "time": time.perf_counter() - t0}
+                    if val is not None:
+                        logs["val_loss"], logs["val_error"] = model._evaluate_prepared(*val)
+                except KeyboardInterrupt:
+                    k = self.step - epoch_start
+                    self._position = _EpochPosition(epoch, k, n, bs, self.shuffle, self.seed,
+                                                    results[:k].copy(), time.perf_counter() - t0)
+                    raise
                 self.epoch += 1
                 self.history.append(logs)
                 for cb in callbacks:
@@ -414,6 +478,8 @@ class Trainer:
                         cb(self, epoch, logs)
                 if progress:
                     _print_epoch(logs)
+                if sigint.pending:  # Ctrl-C during the epoch's evaluation or callbacks
+                    raise KeyboardInterrupt
                 if self.stop_training:
                     break
         finally:
@@ -472,8 +538,18 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------
 
     def save_checkpoint(self, path):
-        """Write model, optimizer state, counters and history to ``path`` (safetensors)."""
+        """Write model, optimizer state, counters and history to ``path`` (safetensors).
+
+        The file holds no position inside an epoch: after Ctrl-C in the middle of one, this
+        trainer continues it exactly, but a trainer loaded from the file starts that epoch
+        again from its first batch (a ``RuntimeWarning`` says so).
+        """
         from .io import save_checkpoint
+        if self._position is not None:
+            warnings.warn(f"this trainer was interrupted {self._position}; the checkpoint does "
+                          f"not hold that position, so a trainer loaded from it starts epoch "
+                          f"{self._position.epoch} again from its first batch (this one "
+                          f"continues it)", RuntimeWarning, stacklevel=2)
         save_checkpoint(self, path)
 
     @classmethod
@@ -494,11 +570,12 @@ def _schedule_config(schedule):
     return get() if get is not None else None
 
 
-def _progress_bar(progress, total, epoch):
+def _progress_bar(progress, total, epoch, initial=0):
     if not progress:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}", unit="step", leave=False, mininterval=0.2)
+    return tqdm(total=total, initial=initial, desc=f"epoch {epoch}", unit="step", leave=False,
+                mininterval=0.2)
 
 
 def _print_epoch(logs):

@@ -1,7 +1,10 @@
 """The fastnn command, run as a user would (a subprocess), and its error handling."""
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -70,22 +73,129 @@ def test_gradcheck_command():
     assert "passed" in res.stdout
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["train", "--data", "nope.csv"], "data must be"),
-    (["train", "--keep-prob", "0", "--epochs", "1"], "keep_prob"),
-    (["train", "--batch-size", "0", "--epochs", "1"], "batch_size"),
-    (["predict", "missing.safetensors", "digits"], ""),
-])
-def test_errors_are_messages_not_tracebacks(tmp_path, capsys, monkeypatch, argv, msg):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """A folder of files that are not what the commands expect."""
+    d = tmp_path_factory.mktemp("bad")
+    (d / "adir").mkdir()
+    (d / "notes.txt").write_text("hi\n")
+    (d / "empty.csv").write_text("")
+    (d / "words.csv").write_text("a,b,c\n1,2,x\n")
+    (d / "garbage.npy").write_bytes(b"\x93NUMPYgarbage")
+    (d / "garbage.npz").write_bytes(b"PK\x03\x04garbage")
+    (d / "bad.safetensors").write_bytes(b"\x00" * 64)
+    np.save(d / "one_d.npy", np.arange(10.0))
+    np.save(d / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(d / "nokeys.npz", A=np.zeros((3, 3)))
+    np.savez(d / "nan.npz", X=np.full((20, 2), np.nan), y=np.arange(20) % 2)
+    np.savez(d / "oneclass.npz", X=np.ones((30, 3)), y=np.zeros(30, int))
+    np.save(d / "x3.npy", np.ones((5, 3)))
+    X, y = fn.datasets.blobs(n=60, n_features=4, seed=0)  # 4 features: moons has 2
+    model = fn.MLP(4, [fn.Dense(3, "softmax")])
+    fn.Trainer(model).fit(X, y, epochs=1, progress=False)
+    model.save(d / "good.safetensors")
+    return d
+
+
+BAD_INVOCATIONS = [
+    # no or unknown command, unknown or malformed options
+    [], ["nope"], ["train", "--bogus"], ["predict"], ["train", "--epochs", "x"],
+    ["train", "--layers", "abc"], ["train", "--layers", "0"], ["train", "--layers", "99999999999"],
+    ["train", "--lr", "fast"], ["train", "--activation", "swish"], ["train", "--dtype", "int8"],
+    # files that are missing, directories or not data
+    ["predict", "missing.safetensors", "digits"], ["predict", "adir", "digits"],
+    ["predict", "digits", "digits"], ["predict", "notes.txt", "digits"],
+    ["predict", "bad.safetensors", "digits"], ["predict", "good.safetensors", "missing.csv"],
+    ["predict", "good.safetensors", "adir"], ["predict", "good.safetensors", "x3.npy"],
+    ["predict", "good.safetensors", "garbage.npy"], ["predict", "good.safetensors", "objects.npy"],
+    ["predict", "good.safetensors", "empty.csv"], ["predict", "good.safetensors", "moons"],
+    ["train", "--data", "nope.csv"], ["train", "--data", "adir"], ["train", "--data", "notes.txt"],
+    ["train", "--data", "empty.csv"], ["train", "--data", "words.csv"],
+    ["train", "--data", "one_d.npy"], ["train", "--data", "objects.npy"],
+    ["train", "--data", "garbage.npy"], ["train", "--data", "garbage.npz"],
+    ["train", "--data", "nokeys.npz"], ["train", "--data", "nan.npz"],
+    ["train", "--data", "oneclass.npz"],
+    # outputs that cannot be written (checked before training)
+    ["train", "--output", "adir"], ["train", "--output", ""], ["train", "--output", "  "],
+    ["train", "--output", "no/such/folder/m.safetensors"],
+    ["train", "--output", "notes.txt/m.safetensors"], ["train", "--plot", "adir"],
+    ["train", "--plot", "no/such/folder/curves.png"],
+    ["predict", "good.safetensors", "moons", "--output", "adir"],
+    ["predict", "good.safetensors", "moons", "--output", "no/such/p.csv"],
+    # values out of range
+    ["train", "--lr", "1e300", "--epochs", "1"], ["train", "--l2", "1e300", "--epochs", "1"],
+    ["train", "--lr", "nan"], ["train", "--lr", "-1"], ["train", "--lr", "inf"],
+    ["train", "--decay", "-1"], ["train", "--decay", "nan"], ["train", "--decay", "inf"],
+    ["train", "--seed", "-1"], ["train", "--seed", str(2 ** 64)],
+    ["train", "--seed", "99999999999999999999999"], ["train", "--epochs", "-1"],
+    ["train", "--keep-prob", "0"], ["train", "--keep-prob", "2"], ["train", "--batch-size", "0"],
+    ["train", "--dev-size", "2"], ["train", "--test-size", "-0.5"], ["train", "--patience", "-1"],
+    ["train", "--threads", "0"], ["train", "--threads", "99999999999999999999"],
+    ["train", "--beta", "1.5"], ["train", "--l2", "-1"],
+    ["train", "--layers", "2000000000,2000000000", "--epochs", "1"],
+    ["train", "--layers", "1000000000,1000000000", "--epochs", "1"],
+    ["gradcheck", "--rows", "0"], ["gradcheck", "--rows", "-1"], ["gradcheck", "--seed", "-1"],
+    ["gradcheck", "--seed", str(2 ** 64)], ["gradcheck", "--l2", "nan"],
+    ["gradcheck", "--layers", "99999999999"], ["gradcheck", "--keep-prob", "0"],
+    ["search", "--trials", "0"], ["search", "--rounds", "0"], ["search", "--top-k", "0"],
+    ["search", "--jobs", "0"], ["search", "--dev-size", "2"], ["search", "--seed", "-1"],
+    ["search", "--seed", str(2 ** 64)], ["search", "--epochs", "0"], ["search", "--epochs", "-1"],
+    ["search", "--data", "adir"], ["search", "--data", "missing.npz"],
+    ["search", "--data", "garbage.npz"], ["search", "--data", "words.csv"],
+    ["search", "--data", "empty.csv"], ["search", "--data", "nan.npz"],
+    ["search", "--journal", "adir"], ["search", "--plot", "no/such/folder/p.png"],
+    ["bench", "--repeat", "0"], ["bench", "--cases", "nope"], ["bench", "--threads", "0"],
+]
+
+
+def run_main(argv, capsys):
+    """``fastnn argv`` in this process: (exit status, stderr lines but the progress bar)."""
     try:
         code = main(argv)
-    except OSError:  # a missing model file is an OSError, as for open()
-        code = 2
+    except SystemExit as exc:  # the parser exits
+        code = exc.code
+    finally:
+        fn.set_num_threads(None)
     err = capsys.readouterr().err
-    assert code == 2
-    assert msg in err
-    assert "Traceback" not in err
+    lines = [l for l in re.split(r"[\r\n]+", err) if l.strip() and not re.match(r"epoch \d+:", l)]
+    return code, lines, err
+
+
+@pytest.mark.parametrize("argv", BAD_INVOCATIONS, ids=" ".join)
+def test_bad_invocations_are_one_line_and_status_2(argv, bad_files, capsys, monkeypatch):
+    """Any bad invocation: one line on stderr, naming the command, exit status 2, and no
+    traceback (an exception escaping main fails this test)."""
+    monkeypatch.chdir(bad_files)
+    code, lines, err = run_main(argv, capsys)
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert re.match(r"fastnn( \w+)?: ", lines[0]) and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "--decay", "-1"], ["--decay", "-1"]),
+    (["train", "--output", ""], ["--output", "''"]),
+    (["train", "--seed", str(2 ** 64)], ["--seed", str(2 ** 64)]),
+    (["train", "--data", "adir"], ["adir", "directory"]),
+    (["predict", "missing.safetensors", "digits"], ["model", "missing.safetensors"]),
+    (["train", "--lr", "1e300", "--epochs", "1"], ["diverged", "learning rate"]),
+    (["train", "--layers", "1000000000,1000000000", "--epochs", "1"], ["memory"]),
+    (["search", "--data", "garbage.npz"], ["garbage.npz"]),
+])
+def test_error_lines_name_what_is_wrong(argv, words, bad_files, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files)
+    code, lines, err = run_main(argv, capsys)
+    assert code == 2 and len(lines) == 1
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("argv", [["predict", "missing.safetensors", "digits"],
+                                  ["train", "--output", "adir"], ["train", "--seed", "-1"]])
+def test_bad_invocations_as_a_user_runs_them(argv, bad_files):
+    res = run(*argv, cwd=bad_files)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
 def test_corrupt_model_file(tmp_path, capsys):
@@ -231,3 +341,36 @@ def test_data_csv_that_is_not_numeric_is_a_format_error(tmp_path, loader):
     path.write_text("a,b,y\n1,2,0\n3,x,1\n")
     with pytest.raises(fn.FormatError, match="numeric CSV"):
         LOADERS[loader](path)
+
+
+def test_ctrl_c_during_train_saves_the_last_finished_epoch(tmp_path):
+    """Ctrl-C in `fastnn train` keeps the work done: the model of the last finished epoch is
+    saved where --output says, one line on stderr says so, and the exit status is 130."""
+    out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        child = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "--epochs", "100000",
+                                  "--output", "m.safetensors"], cwd=tmp_path, stdout=out,
+                                 stderr=err)
+    try:
+        deadline = time.monotonic() + 120
+        while "epoch   2 " not in out_path.read_text() and time.monotonic() < deadline \
+                and child.poll() is None:
+            time.sleep(0.05)
+        assert "epoch   2 " in out_path.read_text(), out_path.read_text() + err_path.read_text()
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    err = err_path.read_text()
+    assert child.returncode == 130, err
+    # stderr also holds the progress bar (redrawn with carriage returns)
+    lines = [l for l in re.split(r"[\r\n]+", err) if l.strip() and not re.match(r"epoch \d+:", l)]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "m.safetensors" in lines[0] and "saved" in lines[0]
+    last = int(lines[0].split("model of epoch ")[1].split()[0])
+    assert last >= 2 and f"epoch {last:3d} " in out_path.read_text()
+    model = fn.load(tmp_path / "m.safetensors")
+    X, y = fn.datasets.digits()
+    assert (model.predict(X) == y).mean() > 0.9  # trained, standardizer and classes included

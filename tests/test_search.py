@@ -2,9 +2,13 @@
 corrupt lines), failures, parallel back ends (threads, processes, Dask) and the CLI hook."""
 
 import argparse
+import collections
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -521,3 +525,193 @@ def test_cli_on_a_data_file(tmp_path, capsys):
     bad = parser.parse_args(["--data", str(tmp_path / "missing.npz")])
     assert S.run_cli(bad) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ---- Ctrl-C and kill -9 of a search (child processes, every wait bounded) --------------------
+
+def touch(directory, name):
+    with open(os.path.join(directory, name), "w"):
+        pass
+
+
+def marked(config, seed):
+    """Marks ``slow-<seed>`` in ``config["dir"]`` when a slow trial starts (it then sleeps a
+    minute) and ``done-<seed>`` just before any trial returns."""
+    if config["slow"]:
+        touch(config["dir"], f"slow-{seed}")
+        time.sleep(60)
+    touch(config["dir"], f"done-{seed}")
+    return {"val_error": config["lr"]}
+
+
+class MarkedMLP(S.MLPObjective):
+    """The built-in objective, marked like :func:`marked`; slow trials train a million
+    epochs."""
+
+    def __call__(self, config, seed):
+        config = dict(config)
+        directory, slow = config.pop("dir"), config.pop("slow")
+        config["epochs"] = 10 ** 6 if slow else 1
+        if slow:
+            touch(directory, f"slow-{seed}")
+        out = super().__call__(config, seed)
+        touch(directory, f"done-{seed}")
+        return out
+
+
+_SEARCH_CHILD = r"""
+import sys
+import fastnn as fn
+from fastnn import search as S
+import test_search as T
+backend, directory, journal, seed = sys.argv[1:]
+space = {"slow": S.Choice([False, True]), "lr": S.LogUniform(1e-3, 1e-1), "dir": directory}
+if backend == "thread":
+    X, y = fn.datasets.blobs(n=200, seed=0)
+    objective = T.MarkedMLP(X, y, X, y, base={"n_hidden": 8})
+else:
+    objective = T.marked
+print("started", flush=True)
+S.RandomSearch(space, 8, n_jobs=2, backend=backend, journal=journal, seed=int(seed),
+               objective=objective).fit()
+"""
+
+
+def _interrupt_seed():
+    """A search seed whose 8 trials start fast, then slow, fast..., with a fast trial before
+    the second slow one (it finishes while the first slow one runs) and trials left after it:
+    with 2 workers the search gets stuck on its first two slow trials."""
+    for seed in range(100):
+        slow = [S.sample_config({"slow": S.Choice([False, True])}, seed, 0, i)["slow"]
+                for i in range(8)]
+        second = [i for i, s in enumerate(slow) if s][1:2]
+        if second and slow[0] and not slow[1] and second[0] < 6:
+            return seed
+    raise AssertionError("no seed found")
+
+
+def _proc_start(pid):
+    """(state, start time) of a process from /proc, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], fields[19]
+
+
+def _descendants(root):
+    """Every process below ``root`` (pid, start time), read from /proc."""
+    children = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children[ppid].append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for pid in children[todo.pop()]:
+            start = _proc_start(pid)
+            if start is not None:
+                found.append((pid, start[1]))
+                todo.append(pid)
+    return found
+
+
+def _alive(procs):
+    """Those of ``procs`` still running (not gone, not a zombie, not a reused pid)."""
+    alive = []
+    for pid, start in procs:
+        now = _proc_start(pid)
+        if now is not None and now[1] == start and now[0] != "Z":
+            alive.append((pid, start))
+    return alive
+
+
+def _wait_for(predicate, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def _start_search(tmp_path, backend, seed):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))
+    child = subprocess.Popen([sys.executable, "-c", _SEARCH_CHILD, backend, str(tmp_path),
+                              str(tmp_path / "j.jsonl"), str(seed)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stuck = _wait_for(lambda: len(list(tmp_path.glob("slow-*"))) >= 2, 120)
+    return child, stuck
+
+
+def _stop(child, procs):
+    """Kill what a failed test left running: the child and the processes seen below it."""
+    for pid, _ in _alive(procs):
+        os.kill(pid, signal.SIGKILL)
+    if child.poll() is None:
+        child.kill()
+    child.communicate(timeout=60)
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+
+
+@needs_proc
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_ctrl_c_journals_finished_trials_and_stops_at_once(tmp_path, backend):
+    """Ctrl-C while two slow trials run: the search stops within seconds (slow built-in trials
+    stop at their next epoch, worker processes are ended) instead of waiting for them, and
+    the journal holds exactly the trials that finished, once each; resuming runs the rest."""
+    seed = _interrupt_seed()
+    child, stuck = _start_search(tmp_path, backend, seed)
+    procs = _descendants(child.pid)
+    try:
+        assert stuck, child.stderr.read() if child.poll() is not None else "no slow trials"
+        time.sleep(0.5)  # the trials that finished before the slow ones are long done
+        t0 = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        try:
+            _, err = child.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the search did not stop within 20 s of Ctrl-C")
+        assert time.monotonic() - t0 < 10
+        assert child.returncode != 0 and "KeyboardInterrupt" in err
+        assert _wait_for(lambda: not _alive(procs), 10), "worker processes outlived the search"
+    finally:
+        _stop(child, procs)
+    done = {int(p.name.split("-")[1]) for p in tmp_path.glob("done-*")}
+    records = journal_lines(tmp_path / "j.jsonl")
+    assert len(records) == len({r["trial_id"] for r in records})
+    assert {r["seed"] for r in records} == done and done
+    assert all(r["status"] == "ok" and not r["config"]["slow"] for r in records)
+
+    more = Counting()
+    space = {"slow": S.Choice([False, True]), "lr": S.LogUniform(1e-3, 1e-1),
+             "dir": str(tmp_path)}
+    S.RandomSearch(space, 8, n_jobs=1, journal=tmp_path / "j.jsonl", seed=seed,
+                   objective=more).fit()
+    assert more.calls == 8 - len(done)
+    assert len(journal_lines(tmp_path / "j.jsonl")) == 8
+
+
+@needs_proc
+def test_kill_9_of_a_process_search_leaves_no_worker_behind(tmp_path):
+    """SIGKILL gives the search no chance to clean up: its worker processes notice that it is
+    gone and exit (and so do the helper processes of multiprocessing)."""
+    child, stuck = _start_search(tmp_path, "process", _interrupt_seed())
+    procs = _descendants(child.pid)
+    try:
+        assert stuck, child.stderr.read() if child.poll() is not None else "no slow trials"
+        assert len(procs) >= 2
+        child.kill()
+        child.wait(timeout=60)  # not communicate: surviving workers would hold its pipes open
+        survivors = [] if _wait_for(lambda: not _alive(procs), 15) else _alive(procs)
+        assert not survivors, f"{len(survivors)} of {len(procs)} processes survived"
+    finally:
+        _stop(child, procs)

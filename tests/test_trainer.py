@@ -264,3 +264,133 @@ def test_ctrl_c_stops_at_a_step_boundary_with_consistent_counters():
     assert not np.array_equal(after["0.W"], before)
     assert all(np.all(np.isfinite(a)) for a in after.values())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# A child process interrupts fit with a real SIGINT at chosen steps (sent by a stand-in progress
+# bar when the epoch reaches them), continues, and compares with a run that was never stopped.
+_RESUME_CHILD = r"""
+import os, signal, sys, warnings
+import numpy as np
+import fastnn as fn
+from fastnn import trainer as T
+
+class Bar:
+    '''Sends SIGINT to this process once the epoch reaches each (epoch, step) of ``stops``.'''
+    stops = []
+    def __init__(self, progress, total, epoch, **kw):
+        self.epoch, self.n = epoch, kw.get("initial", 0)
+    def update(self, n):
+        self.n += n
+        if Bar.stops and Bar.stops[0][0] == self.epoch and self.n >= Bar.stops[0][1]:
+            Bar.stops.pop(0)
+            os.kill(os.getpid(), signal.SIGINT)
+    def set_postfix(self, **kw):
+        pass
+    def close(self):
+        pass
+
+T._progress_bar = Bar
+
+X, y = fn.datasets.spiral(n=500, seed=1)
+Xd, yd = fn.datasets.spiral(n=100, seed=2)
+EPOCHS, BS = 4, 8
+N_STEPS = -(-len(X) // BS)
+
+def new_trainer():
+    model = fn.MLP(2, [fn.Dense(24, "relu", keep_prob=0.8), fn.Dense(16, "tanh", batch_norm=True),
+                       fn.Dense(3, "softmax")], dtype="float64", seed=3)
+    return fn.Trainer(model, optimizer=fn.optim.Adam(0.01), l2=0.01, batch_size=BS, seed=5)
+
+def fit(trainer, epochs):
+    return trainer.fit(X, y, epochs=epochs, validation_data=(Xd, yd), progress=False)
+
+def compare(a, b, what):
+    assert a.step == b.step == EPOCHS * N_STEPS, (what, a.step, b.step)
+    assert a.epoch == b.epoch == EPOCHS and a.optimizer.state["step"] == a.step, what
+    wa, wb = a.model.get_weights(), b.model.get_weights()
+    for k in wa:
+        assert np.array_equal(wa[k], wb[k]), (what, k)
+    for k in fn.Trainer(a.model).history.KEYS:
+        if k != "time":
+            assert np.array_equal(a.history[k], b.history[k]), (what, k, a.history[k], b.history[k])
+
+straight = new_trainer()
+fit(straight, EPOCHS)
+
+scenarios = {
+    "once mid-epoch": [(1, 5)],
+    "twice in one epoch": [(1, 5), (1, 40)],
+    "in two epochs": [(0, 20), (2, 3)],
+    "after the last step of an epoch": [(2, N_STEPS)],
+}
+for what, stops in scenarios.items():
+    Bar.stops = list(stops)
+    trainer = new_trainer()
+    interrupts = 0
+    while trainer.epoch < EPOCHS:
+        try:
+            fit(trainer, EPOCHS - trainer.epoch)
+        except KeyboardInterrupt:
+            interrupts += 1
+            assert 0 < trainer.step - trainer.epoch * N_STEPS <= N_STEPS, (what, trainer.step)
+        assert interrupts <= len(stops), what
+    assert interrupts == len(stops) and not Bar.stops, what
+    compare(trainer, straight, what)
+
+# Another batch size (or other data) cannot continue the interrupted epoch: it starts again.
+Bar.stops = [(1, 5)]
+trainer = new_trainer()
+try:
+    fit(trainer, EPOCHS)
+except KeyboardInterrupt:
+    pass
+with warnings.catch_warnings(record=True) as caught:  # the file holds no mid-epoch position
+    warnings.simplefilter("always")
+    trainer.save_checkpoint(sys.argv[1])
+assert any("starts epoch 1 again" in str(w.message) for w in caught), caught
+trainer.batch_size = 16
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fit(trainer, 1)
+assert any("starts again" in str(w.message) for w in caught), [str(w.message) for w in caught]
+assert trainer.step == N_STEPS + 5 + -(-len(X) // 16), trainer.step
+
+# Ctrl-C while an epoch is evaluated or its callbacks run: fit stops at that epoch's end (also
+# after the last epoch), it neither trains on nor returns as if nothing had happened.
+def ctrl_c_at(epoch):
+    def callback(trainer, e, logs):
+        if e == epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+    return callback
+for at in (1, EPOCHS - 1):
+    trainer = new_trainer()
+    try:
+        trainer.fit(X, y, epochs=EPOCHS, callbacks=[ctrl_c_at(at)], progress=False)
+        raise AssertionError(f"Ctrl-C in epoch {at}'s callback was ignored")
+    except KeyboardInterrupt:
+        pass
+    assert trainer.epoch == at + 1 and trainer.step == (at + 1) * N_STEPS, (at, trainer.step)
+print("ok")
+"""
+
+
+def test_interrupted_fit_continues_bit_identically(tmp_path):
+    """Ctrl-C in the middle of an epoch (one or more times), then fit again: the same
+    permutation, the next batch, the same step counter: weights and history equal those of a
+    run that was never interrupted, bit for bit."""
+    res = subprocess.run([sys.executable, "-c", _RESUME_CHILD, str(tmp_path / "c.safetensors")],
+                         cwd=HERE, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("seed", [2 ** 64, 2 ** 70, 10 ** 30])
+def test_seeds_beyond_64_bits_are_refused_at_construction(seed):
+    """The compiled code takes unsigned 64-bit seeds: a larger one is a ValueError naming the
+    seed when the model or trainer is built, not an OverflowError inside fit."""
+    with pytest.raises(ValueError, match="seed must be < 2\\*\\*64"):
+        fn.MLP(2, [fn.Dense(2, "softmax")], seed=seed)
+    model = fn.MLP(2, [fn.Dense(2, "softmax")], seed=2 ** 64 - 1)
+    with pytest.raises(ValueError, match="seed must be < 2\\*\\*64"):
+        fn.Trainer(model, seed=seed)
+    X, y = fn.datasets.moons(n=32, seed=0)
+    fn.Trainer(model, seed=2 ** 64 - 1).fit(X, y, epochs=1, progress=False)  # the largest works
