@@ -86,17 +86,23 @@ class _EpochPosition:
 
 
 class DivergedError(ArithmeticError):
-    """Training produced a NaN or infinite loss.
+    """Training produced a NaN or infinite loss (or parameters).
 
-    The model keeps the weights of the last finite step.  ``epoch`` and ``last_finite_loss``
-    say where it happened.
+    The model keeps the weights on which the last finite loss was measured: the state before
+    the update that led to the non-finite loss, so its outputs on that mini-batch are finite.
+    ``epoch`` is the epoch in which the loss went non-finite, ``step`` the steps of the state
+    kept (``trainer.step``), ``last_finite_loss`` the loss of that state.  When that state lies
+    in the previous epoch, the trainer goes back into it (``trainer.epoch`` and the history lose
+    that epoch).  Only when the very first step of a ``fit`` call diverges is there no earlier
+    state: the model is then as it was when ``fit`` was called.
     """
 
     def __init__(self, epoch, step, last_finite_loss):
         self.epoch, self.step, self.last_finite_loss = epoch, step, last_finite_loss
         super().__init__(f"training diverged in epoch {epoch} (step {step}): the loss became "
                          f"NaN or infinite; last finite loss {last_finite_loss!r}. The model "
-                         f"keeps the weights of the last finite step; lower the learning rate.")
+                         f"keeps the weights that loss was measured on; lower the learning "
+                         f"rate.")
 
 
 class History:
@@ -123,6 +129,10 @@ class History:
     def append(self, logs):
         for k in self.KEYS:
             self.history[k].append(logs.get(k, float("nan")))
+
+    def _pop(self):
+        for k in self.KEYS:
+            self.history[k].pop()
 
     def diagnose(self, base_error=0.0, tol=0.02):
         """The course's bias/variance reading of the last epoch (needs validation data)."""
@@ -338,7 +348,8 @@ class Trainer:
         Raises
         ------
         DivergedError
-            A NaN/inf loss; the model keeps the weights of the last finite step.
+            A NaN/inf loss (or parameters); the model keeps the weights on which the last finite
+            loss was measured (see DivergedError).
         KeyboardInterrupt
             Re-raised after stopping at a step boundary (the model is the last completed step;
             Ctrl-C during an epoch's evaluation or callbacks stops at that epoch's end).
@@ -390,7 +401,9 @@ class Trainer:
         # rows in each step of an epoch: bs, and what is left for the last one
         sizes = np.full(n_steps, bs, dtype=np.float64)
         sizes[-1] = n - (n_steps - 1) * bs
-        bar = snap = None
+        bar = None
+        snaps = [None, None]  # training-state copies: this epoch's start, the previous one's
+        prev = None           # (snapshot, run, first step) of the previous epoch of this call
         sigint = _DeferredInterrupt()
         try:
             sigint.__enter__()
@@ -409,7 +422,7 @@ class Trainer:
                 else:
                     last_finite = self.history["loss"][-1] if len(self.history) else float("nan")
 
-                def run(k, count):
+                def run(k, count, order=order, lr=lr):
                     """Steps k .. k+count-1 of the epoch in one compiled call; the steps taken
                     are counted at once.  Returns (costs, errors, diverged)."""
                     out = results[k:k + count]
@@ -426,9 +439,10 @@ class Trainer:
 
                 try:
                     # The state where this call starts the epoch (finite: checked at every
-                    # epoch end).  A divergence whose last finite step left non-finite weights
-                    # is undone by replaying from it.
-                    snap = self._snapshot(v, s, snap)
+                    # epoch end), kept with the previous epoch's: a divergence goes back to the
+                    # state before the last update by replaying from one of them.
+                    snaps[0], snaps[1] = self._snapshot(v, s, snaps[1]), snaps[0]
+                    snap = snaps[0]
                     replay = lambda j: run(k0 + j, 1)  # noqa: E731
                     k, chunk = k0, 1
                     while k < n_steps:
@@ -441,7 +455,8 @@ class Trainer:
                             last_finite = float(costs[-1])
                         k += costs.size
                         if diverged:
-                            self._keep_finite(snap, replay, k - k0, v, s)
+                            last_finite = self._roll_back(snap, replay, k - k0, prev, v, s,
+                                                          last_finite)
                             raise DivergedError(epoch, self.step, last_finite)
                         # Python comes back about every _CHUNK_SECONDS: progress, Ctrl-C.
                         chunk = max(1, min(4 * count,
@@ -455,7 +470,8 @@ class Trainer:
                         bar.close()
                         bar = None
                     if not self._finite(v, s):  # the last step's update overflowed
-                        self._keep_finite(snap, replay, n_steps - k0, v, s)
+                        last_finite = self._roll_back(snap, replay, n_steps - k0, prev, v, s,
+                                                      last_finite)
                         raise DivergedError(epoch, self.step, last_finite)
                     costs = results["loss"] + self.l2 / (2.0 * n) * results["sum_w2"]
                     logs = {"epoch": epoch, "loss": float(costs @ sizes) / n,
@@ -471,6 +487,7 @@ class Trainer:
                     raise
                 self.epoch += 1
                 self.history.append(logs)
+                prev = (snap, run, k0, n_steps, float(costs[-1]))
                 for cb in callbacks:
                     if hasattr(cb, "on_epoch_end"):
                         cb.on_epoch_end(self, epoch, logs)
@@ -520,20 +537,27 @@ class Trainer:
             s[...] = s0
         self.optimizer.state["step"], self.step = opt_step, step
 
-    def _keep_finite(self, snap, run, k, v, s):
-        """After a divergence detected at step ``k`` of the epoch: if the model (or optimizer
-        state) is no longer finite, because a step with a finite loss produced an overflowing
-        update, go back to the state of the last finite step by replaying the epoch from its
-        start (training is deterministic for a given seed and thread count)."""
-        if self._finite(v, s):
-            return
-        for n_replay in (k, k - 1):
+    def _roll_back(self, snap, replay, taken, prev, v, s, last_finite):
+        """After a divergence, with ``taken`` steps of this epoch done since ``snap``: go back to
+        the state on which the last finite loss was measured, the one before the last update,
+        by replaying from a snapshot (training is deterministic for a given seed).  Returns the
+        loss of the state kept."""
+        if taken >= 1:
             self._restore(snap, v, s)
-            for j in range(max(n_replay, 0)):
-                run(j)
-            if self._finite(v, s):
-                return
-        self._restore(snap, v, s)  # the epoch's start state: finite
+            for j in range(taken - 1):
+                replay(j)
+            return last_finite
+        if prev is None:  # the first step of this fit call: no earlier state is held
+            self._restore(snap, v, s)
+            return last_finite
+        psnap, prun, pk0, n_steps, last_cost = prev  # the previous epoch, before its last update
+        self._restore(psnap, v, s)
+        for j in range(pk0, n_steps - 1):
+            prun(j, 1)
+        self.epoch -= 1
+        self.history._pop()
+        self._position = None
+        return last_cost
 
     # ---- checkpoints -------------------------------------------------------------------------
 

@@ -407,3 +407,18 @@ def test_targets_beyond_the_dtype_range_are_refused(task, y):
         fn.Trainer(m).fit(np.ones((2, 2)), np.array(y), epochs=1, progress=False)
     with pytest.raises(ValueError, match="range of float32"):
         m.predict(np.array([[1e39, 0.0]]))
+
+
+def test_after_divergence_the_kept_weights_give_finite_outputs():
+    """SGD(1e10) in float32: the weights kept after DivergedError ('the last finite step') gave
+    NaN for every row, because the update of the last finite step had made them overflow.  Now
+    the model keeps the weights on which the last finite loss was measured."""
+    X, y = fn.datasets.digits()
+    X, y = X[:50].astype(np.float32), y[:50]
+    m = fn.MLP(64, [fn.Dense(32), fn.Dense(10, "softmax")])
+    t = fn.Trainer(m, optimizer=fn.optim.SGD(1e10), batch_size=16)
+    with pytest.raises(fn.DivergedError) as info:
+        t.fit(X, y, epochs=3, progress=False)
+    P = m.predict_proba(X)            # raises on a non-finite output
+    assert np.all(np.isfinite(P))
+    assert t.step == info.value.step == t.optimizer.state["step"]
