@@ -43,6 +43,7 @@ __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
 _explicit = None
 _local = threading.local()  # .n: the calling thread's override, set by threads()
+_ADAPT_TO_LOAD = True       # team_size shrinks teams on a busy machine (tests turn it off)
 _team_started = False       # a kernel of this process was given more than one thread
 _forked_after_team = False  # a fork() child of a process whose OpenMP team had started
 
@@ -97,6 +98,35 @@ def _requested():
             raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}")
         return n
     return max(1, min(_usable_cores(), _core.omp_max_threads()))
+
+
+def _runnable_elsewhere():
+    """Tasks of the machine that are runnable now and not threads of this process (Linux:
+    procs_running of /proc/stat less this process's threads in state R); None elsewhere."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            total = next(int(line.split()[1]) for line in f if line.startswith(b"procs_running"))
+        ours = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat", "rb") as f:
+                    ours += f.read().rsplit(b") ", 1)[1][:1] == b"R"
+            except OSError:  # the thread ended meanwhile
+                pass
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return max(0, total - ours)
+
+
+def team_size(n_threads):
+    """The team worth starting now for a call that may use ``n_threads``: fewer when other
+    processes keep cores busy (see the module's notes on load); at least 1."""
+    if n_threads <= 1 or not _ADAPT_TO_LOAD:
+        return max(1, n_threads)
+    elsewhere = _runnable_elsewhere()
+    if elsewhere is None:
+        return n_threads
+    return max(1, min(n_threads, _usable_cores() - elsewhere))
 
 
 def set_num_threads(n):

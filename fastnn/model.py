@@ -23,7 +23,7 @@ import threading
 import numpy as np
 
 from . import _core
-from ._threads import get_num_threads
+from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar, validate_X, validate_y
 
 __all__ = ["Dense", "MLP", "ACTIVATIONS", "INITS"]
@@ -442,9 +442,12 @@ class MLP:
         if n_threads is None:
             n_threads = get_num_threads()
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
+        macs = sum(W.size for W in (self._array(f"{i}.W") for i in range(len(self.layers))))
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             stop = min(X.shape[0], start + _CHUNK_ROWS)
-            net.infer(X[start:stop], out[start:stop], n_threads)
+            # a call worth ~0.1 ms or more sizes its team for the load of the moment
+            team = team_size(n_threads) if (stop - start) * macs >= 5e6 else n_threads
+            net.infer(X[start:stop], out[start:stop], team)
         return out
 
     def predict_proba(self, X):

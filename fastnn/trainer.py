@@ -21,7 +21,7 @@ import warnings
 import numpy as np
 
 from . import _core
-from ._threads import get_num_threads
+from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar
 from .diagnose import diagnose
 from .ewa import EWA
@@ -429,7 +429,7 @@ class Trainer:
                     done = net.train_steps(
                         order[k * bs:(k + count) * bs], bs, X, labels, Y, self.seed, self.step,
                         l2_coef, kind, lr, beta1, beta2, eps, wd, opt.state["step"] + 1,
-                        v, s, n_threads, out)
+                        v, s, team_size(n_threads), out)
                     costs = out["loss"][:done] + self.l2 / (2.0 * n) * out["sum_w2"][:done]
                     finite = np.isfinite(costs)
                     taken = done if finite.all() else int(np.argmin(finite))

@@ -71,7 +71,8 @@ time.sleep(0.3)
 with _ThreadSampler() as alone:
     fit()
 # Control: two fits at once from two Python threads, each with its own 2-thread team,
-# really are oversubscribed; the sampler must see it.
+# really are oversubscribed; the sampler must see it (teams kept whole whatever the load).
+fn._threads._ADAPT_TO_LOAD = False
 pair = [threading.Thread(target=fit) for _ in range(2)]
 with _ThreadSampler() as both:
     for t in pair: t.start()
@@ -113,3 +114,29 @@ def test_openmp_spin_setting_stays_out_of_the_environment():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(base, OMP_WAIT_POLICY="passive"), timeout=60)
     assert out.stdout.split() == ["None", "None", "passive"], out.stderr
+
+
+def test_team_size_leaves_the_cores_other_processes_use(monkeypatch):
+    """A team sized for the moment: threads asked for, less the cores other runnable tasks hold
+    (a thread waiting at every barrier for a descheduled sibling is worse than no thread)."""
+    from fastnn import _threads
+    monkeypatch.setattr(_threads, "_usable_cores", lambda: 4)
+    for elsewhere, asked, want in ((0, 4, 4), (1, 4, 3), (3, 4, 1), (9, 4, 1), (0, 2, 2),
+                                   (None, 4, 4), (2, 1, 1)):
+        monkeypatch.setattr(_threads, "_runnable_elsewhere", lambda e=elsewhere: e)
+        assert _threads.team_size(asked) == want, (elsewhere, asked)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs Linux /proc")
+def test_team_size_sees_a_busy_process():
+    from fastnn import _threads
+    cores = _threads._usable_cores()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+        time.sleep(0.3)
+        assert _threads._runnable_elsewhere() >= 1
+        assert _threads.team_size(cores) <= max(1, cores - 1)
+    finally:
+        hog.kill()
+        hog.wait()
