@@ -11,6 +11,7 @@
 
 #include "fastnn.h"
 #include "omp_compat.h"
+#include "fpmode.h"
 
 void *fnn_aligned_alloc(size_t bytes)
 {
