@@ -38,6 +38,7 @@ cdef extern from "fastnn.h" nogil:
     int fnn_isa_requested()
     int fnn_isa_set(int isa)
     unsigned fnn_fp_status()
+    int fnn_team_fp_modes(int n_threads, unsigned *out)
 
     size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
     int FNN_OK, FNN_EINVAL, FNN_EWORKSPACE, FNN_ENOMEM
@@ -258,6 +259,15 @@ def fp_status():
     """The calling thread's floating-point control register: MXCSR on x86, FPCR on aarch64,
     0 elsewhere (tests check that fastnn's calls leave it as they found it)."""
     return fnn_fp_status()
+
+
+def team_fp_modes(int n_threads):
+    """The flush-to-zero bits of each thread of an OpenMP team of n_threads, read in a region
+    that sets nothing (tests: fastnn's calls restore every thread's mode)."""
+    cdef unsigned modes[256]
+    n_threads = max(1, min(n_threads, 256))
+    cdef int size = fnn_team_fp_modes(n_threads, modes)
+    return [modes[i] for i in range(size)]
 
 
 # ---- single kernels (the tests compare each with fastnn.reference) ---------------------------

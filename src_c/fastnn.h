@@ -107,6 +107,7 @@ int fnn_isa_set(int isa);                /* use isa from now on; returns the pre
  * kernels run in the caller's mode, which each parallel region hands to its team.
  * fnn_fp_status() is the calling thread's MXCSR (x86), FPCR (aarch64), else 0. */
 unsigned fnn_fp_status(void);
+int fnn_team_fp_modes(int n_threads, unsigned *out);  /* tests: each team thread's flush bits */
 
 /* ---- GEMM (gemm.c) ------------------------------------------------------------------------
  *
