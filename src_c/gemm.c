@@ -2,17 +2,22 @@
  *
  * Design: the blocking loops (gemm_impl.h, compiled here for float and double) pack B into
  * kc x NR micro-panels and A into MR x kc micro-panels and call one micro-kernel per MR x NR tile
- * of C.  The micro-kernels and packers (gemm_kernels.h) sit behind a table chosen once at run time
- * (AVX2+FMA when the CPU has it, else plain C), so nothing else names an instruction set.
+ * of C.  The micro-kernels and packers (gemm_kernels.h: one source compiled per instruction set)
+ * sit behind a table with one entry per ISA, read once per call from cpu.c's choice, so nothing
+ * else names an instruction set.  Each entry carries its own tile and cache blocks (elements):
  *
- * Blocks (elements):        float           double
- *   micro-tile MR x NR      6 x 16 (AVX2)   6 x 8 (AVX2);  generic 4 x 8
- *   kc (depth of a pass)    <= 512          <= 256   (B micro-panel <= 32 KB / 16 KB: L1)
- *   mc (rows of A block)    <= 144          <= 72    (A block <= 288 KB / 144 KB: L2)
- *   nc (cols of B block)    <= 512          <= 256   (B block <= 1 MB / 512 KB)
- * kc, mc and nc are balanced (k = 784 runs as 2 passes of 392, not 512 + 272).  float's kc was
- * 256 until measured: 512 is 3-16 % faster on the MNIST-shaped products and 11-18 % on a 1536^3
- * one (2 threads, builds alternating in one process); double gained nothing from 384 or 512.
+ *                        float                       double
+ *                        MR x NR   kc   mc   nc      MR x NR   kc   mc   nc
+ *   generic              4 x 8     512  144  512     4 x 8     256  72   256
+ *   avx2 (x86-64-v3)     6 x 16    512  144  512     6 x 8     256  72   256
+ *   avx512 (x86-64-v4)   12 x 32   256  144  512     12 x 16   256  72   256
+ *
+ * kc keeps a B micro-panel (kc x NR) in L1, mc x kc of A in L2, kc x nc of B in L2/L3.  kc, mc and
+ * nc are balanced (k = 784 runs as 2 passes of 392, not 512 + 272).  AVX2 float's kc was 256 until
+ * measured: 512 is 3-16 % faster on the MNIST-shaped products and 11-18 % on a 1536^3 one (2
+ * threads, builds alternating in one process); double gained nothing from 384 or 512.
+ * The workspace bound (fnn_gemm_ws_size) is the largest over every compiled entry, so a
+ * workspace sized under one ISA serves a call under another.
  *
  * Epilogue blocks: one mb x nb block (mb <= mc, nb <= nc) per row block of each thread's column
  * block, called right after the last pass over k stored it.  Blocks need not span whole rows.
