@@ -103,7 +103,8 @@ int fnn_isa_set(int isa);                /* use isa from now on; returns the pre
  * with subnormal inputs and results flushed to zero (x86: MXCSR FTZ and DAZ; aarch64: FPCR.FZ),
  * as TensorFlow runs its CPU kernels: an operation on a subnormal costs about 100 cycles on Intel
  * cores.  The mode is set on every thread of every OpenMP team the call starts and each thread's
- * own mode is restored on exit: the caller's floating-point state is left as it was.  The single
+ * own mode is restored on exit: the caller's floating-point state is left as it was (and the
+ * team is started in the caller's mode first, since a new worker inherits its starter's).  The single
  * kernels run in the caller's mode, which each parallel region hands to its team.
  * fnn_fp_status() is the calling thread's MXCSR (x86), FPCR (aarch64), else 0. */
 unsigned fnn_fp_status(void);

@@ -454,7 +454,7 @@ static int P(net_forward_run)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int
 int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
                    uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
 {
-    const unsigned fp_saved = fnn_fp_enter(FNN_FP_FLUSH);  /* fastnn.h, "floating point" */
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
     const int rc = P(net_forward_run)(net, m, X, ldx, training, seed, step, out, ldo, n_threads);
     fnn_fp_leave(fp_saved);
     return rc;
@@ -533,7 +533,7 @@ static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
 int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
                  void *ws, size_t ws_bytes, int n_threads)
 {
-    const unsigned fp_saved = fnn_fp_enter(FNN_FP_FLUSH);  /* fastnn.h, "floating point" */
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
     const int rc = P(net_infer_run)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads);
     fnn_fp_leave(fp_saved);
     return rc;
@@ -650,7 +650,7 @@ int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
                     const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
                     int n_threads, fnn_pass_result *res)
 {
-    const unsigned fp_saved = fnn_fp_enter(FNN_FP_FLUSH);  /* fastnn.h, "floating point" */
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
     const int rc = P(net_evaluate_run)(net, m, X, ldx, labels, Y, ldy, ws, ws_bytes, n_threads,
                                        res);
     fnn_fp_leave(fp_saved);
@@ -694,7 +694,7 @@ int P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
                      int training, uint64_t seed, uint64_t step, double l2_coef,
                      int n_threads, fnn_pass_result *res)
 {
-    const unsigned fp_saved = fnn_fp_enter(FNN_FP_FLUSH);  /* fastnn.h, "floating point" */
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
     const int rc = P(net_loss_grad_run)(net, m, X, ldx, labels, Y, ldy, training, seed, step,
                                         l2_coef, n_threads, res);
     fnn_fp_leave(fp_saved);
@@ -756,7 +756,7 @@ int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
                        const fnn_optim_params *op, T *v, T *s, int n_threads,
                        fnn_pass_result *res, int *n_done)
 {
-    const unsigned fp_saved = fnn_fp_enter(FNN_FP_FLUSH);  /* fastnn.h, "floating point" */
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
     const int rc = P(net_train_steps_run)(net, count, bs, idx, X, n_rows, ldx, labels, Y, ldy,
                                           seed, step0, l2_coef, op, v, s, n_threads, res,
                                           n_done);

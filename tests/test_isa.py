@@ -336,6 +336,22 @@ def test_compiled_calls_leave_the_callers_fp_mode(dtype, n_threads):
         assert _core.team_fp_modes(2) == [0] * len(_core.team_fp_modes(2)), "a worker kept FTZ"
 
 
+@pytest.mark.skipif(not _core.has_openmp(), reason="no OpenMP team")
+def test_workers_started_inside_a_call_keep_the_callers_mode():
+    """A new OpenMP worker inherits the FP mode of the thread that starts it.  A team larger than
+    any before (7 threads) is started by the first call that asks for it: the call must start it
+    in the caller's mode, not in the flush-to-zero mode it runs in."""
+    model = fn.MLP(300, [fn.Dense(256, "relu", keep_prob=0.8), fn.Dense(10, "softmax")], seed=2)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((160, 300)).astype(np.float32)
+    y = rng.integers(0, 10, 160).astype(np.int32)
+    before = _core.fp_status()
+    _net_calls(model, X, y, 7)
+    assert _core.fp_status() == before
+    modes = _core.team_fp_modes(7)
+    assert modes == [0] * len(modes), f"workers left in flush-to-zero mode: {modes}"
+
+
 @pytest.mark.skipif(_core.fp_status() == 0, reason="no flush-to-zero control on this platform")
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_adam_first_moment_flushes_inside_training(dtype):
