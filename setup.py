@@ -53,7 +53,7 @@ int main(void) { int n = 0;
 if sys.platform == "win32":
     compile_args, link_args, omp_flags = ["/O2", "/fp:precise"], [], ["/openmp"]
 else:
-    compile_args = ["-O3", "-fno-math-errno", "-std=c11", "-fvisibility=hidden"]
+    compile_args = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c11", "-fvisibility=hidden"]
     link_args = []
     omp_flags = ["-fopenmp"]
 

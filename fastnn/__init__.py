@@ -7,6 +7,7 @@ hyperparameter search.
 """
 from ._threads import get_num_threads, set_num_threads, threads  # first: loads the runtime
 from . import data, datasets, optim, reference, schedules, search
+from ._config import _warn_if_isa_fell_back, show_config
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
 from .gradcheck import GradcheckResult, gradcheck
@@ -16,6 +17,9 @@ from .trainer import DivergedError, EarlyStopping, History, Trainer
 
 __version__ = "0.1.0"
 
+_warn_if_isa_fell_back()
+
 __all__ = ["MLP", "Dense", "Trainer", "History", "EarlyStopping", "DivergedError", "optim",
            "schedules", "data", "datasets", "reference", "diagnose", "Diagnosis", "ewa", "EWA",
-           "gradcheck", "GradcheckResult", "load", "FormatError", "get_num_threads", "set_num_threads", "threads", "search", "__version__"]
+           "gradcheck", "GradcheckResult", "load", "FormatError", "get_num_threads",
+           "set_num_threads", "threads", "search", "show_config", "__version__"]

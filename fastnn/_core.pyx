@@ -27,6 +27,18 @@ cdef extern from "fastnn.h" nogil:
     int fnn_has_openmp()
     int fnn_omp_max_threads()
     const char *fnn_gemm_kernel_name()
+    int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, int *nc)
+    int FNN_ISA_COUNT
+    const char *fnn_isa_name(int isa)
+    int fnn_isa_from_name(const char *name)
+    int fnn_isa_compiled(int isa)
+    int fnn_isa_supported(int isa)
+    int fnn_isa_best()
+    int fnn_isa_active()
+    int fnn_isa_requested()
+    int fnn_isa_set(int isa)
+    unsigned fnn_fp_status()
+    int fnn_team_fp_modes(int n_threads, unsigned *out)
 
     size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
     int FNN_OK, FNN_EINVAL, FNN_EWORKSPACE, FNN_ENOMEM
@@ -177,8 +189,85 @@ def omp_max_threads():
 
 
 def gemm_kernel_name():
-    """Name of the GEMM micro-kernel chosen for this CPU at import."""
+    """Name of the GEMM micro-kernel table in use ("generic", "avx2-fma", "avx512")."""
     return fnn_gemm_kernel_name().decode()
+
+
+# ---- instruction sets (src_c/cpu.c; fastnn.h, "instruction sets") -----------------------------
+
+def isa_names():
+    """Every instruction-set variant fastnn knows, slowest first: ("generic", "avx2", "avx512")."""
+    return tuple(fnn_isa_name(i).decode() for i in range(FNN_ISA_COUNT))
+
+
+def _isa_code(name):
+    code = fnn_isa_from_name(str(name).encode())
+    if code < 0:
+        raise ValueError(f"unknown instruction set {name!r}; expected one of {isa_names()}")
+    return code
+
+
+def isas_compiled():
+    """The instruction sets this build has kernels for."""
+    return tuple(n for i, n in enumerate(isa_names()) if fnn_isa_compiled(i))
+
+
+def isas_supported():
+    """The instruction sets this build has AND this CPU (and OS) runs."""
+    return tuple(n for i, n in enumerate(isa_names()) if fnn_isa_supported(i))
+
+
+def get_isa():
+    """The instruction set in use."""
+    return fnn_isa_name(fnn_isa_active()).decode()
+
+
+def isa_requested():
+    """What FASTNN_ISA asked for (the name as given when unknown to fastnn), or None."""
+    code = fnn_isa_requested()
+    if code < 0:
+        return None
+    if code >= FNN_ISA_COUNT:
+        import os
+        return os.environ.get("FASTNN_ISA")
+    return fnn_isa_name(code).decode()
+
+
+def set_isa(name):
+    """Use the instruction set `name` from now on, in this process; returns the previous one.
+
+    For tests that compare the variants bit for bit in one process.  ValueError for a name
+    fastnn does not know or an ISA this CPU (or build) cannot run."""
+    code = _isa_code(name)
+    prev = fnn_isa_set(code)
+    if prev < 0:
+        raise ValueError(f"instruction set {name!r} is not supported here "
+                         f"(supported: {isas_supported()})")
+    return fnn_isa_name(prev).decode()
+
+
+def gemm_tile(name, int itemsize):
+    """The GEMM blocking of an instruction set for a dtype of `itemsize` bytes:
+    dict(mr, nr, kc, mc, nc) in elements."""
+    cdef int mr = 0, nr = 0, kc = 0, mc = 0, nc = 0
+    if fnn_gemm_tile(_isa_code(name), itemsize, &mr, &nr, &kc, &mc, &nc) != FNN_OK:
+        raise ValueError(f"no GEMM kernels for {name!r} with itemsize {itemsize} in this build")
+    return dict(mr=mr, nr=nr, kc=kc, mc=mc, nc=nc)
+
+
+def fp_status():
+    """The calling thread's floating-point control register: MXCSR on x86, FPCR on aarch64,
+    0 elsewhere (tests check that fastnn's calls leave it as they found it)."""
+    return fnn_fp_status()
+
+
+def team_fp_modes(int n_threads):
+    """The flush-to-zero bits of each thread of an OpenMP team of n_threads, read in a region
+    that sets nothing (tests: fastnn's calls restore every thread's mode)."""
+    cdef unsigned modes[256]
+    n_threads = max(1, min(n_threads, 256))
+    cdef int size = fnn_team_fp_modes(n_threads, modes)
+    return [modes[i] for i in range(size)]
 
 
 # ---- single kernels (the tests compare each with fastnn.reference) ---------------------------

@@ -10,6 +10,7 @@
 #include <math.h>
 #include "fastnn.h"
 #include "omp_compat.h"
+#include "fpmode.h"
 
 #define FNN_BN_COLS 64
 #define FNN_BN_PAR_MIN 16384 /* m * n below which one thread does it all */

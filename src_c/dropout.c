@@ -10,15 +10,16 @@
  * high)), so a mask is a pure function of (seed, step, layer, e): any thread count, any split of
  * the range, gives the same bits.
  *
- * On x86 with AVX2 (checked at run time) the aligned middle of a range runs 16 counters at once;
- * it produces exactly the bytes of the portable path (tested).  An AVX-512 version (16-lane
- * multiplies) would be the next step; none of the development machines has AVX-512 to test it.  Define FNN_NO_SIMD_DISPATCH to
- * build the portable path only.
+ * On x86, when the ISA in use (cpu.c) is avx2 or avx512, the aligned middle of a range runs 16
+ * counters at once with AVX2 instructions; it produces exactly the bytes of the portable path
+ * (tested for every ISA the CPU runs).  The avx512 ISA uses the AVX2 path too: the 16-lane
+ * version is not written yet.  Define FNN_NO_SIMD_DISPATCH to build the portable path only.
  */
 #include <math.h>
 #include <string.h>
 #include "fastnn.h"
 #include "omp_compat.h"
+#include "fpmode.h"
 
 /* fnn_{s,d}dropout_forward run in parallel from this many elements: below it (about 15 us of
  * work on one core) a parallel region costs more than it saves. */
@@ -181,8 +182,7 @@ __attribute__((target("avx2"))) static void mask_blocks_avx2(uint64_t blk, ptrdi
 
 static int have_avx2(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
+    return fnn_isa_active() >= FNN_ISA_AVX2;
 }
 #endif
 
@@ -515,12 +515,15 @@ static void thread_range(uint64_t e0, ptrdiff_t count, int t, int nt, ptrdiff_t 
         const uint64_t e = (uint64_t)e0;                                                           \
         const int avx2 = simd_ok();                                                                \
         if (n_threads > 1 && count >= FNN_DROPOUT_PAR_MIN) {                                       \
+            const unsigned fp_mode = fnn_fp_mode();                                                \
             FNN_PRAGMA(omp parallel num_threads(n_threads))                                        \
             {                                                                                      \
+                const unsigned fp_saved = fnn_fp_enter(fp_mode); /* the caller's FTZ/DAZ */        \
                 ptrdiff_t lo, hi;                                                                  \
                 thread_range(e, count, FNN_THREAD_NUM(), FNN_NUM_THREADS(), &lo, &hi);               \
                 RANGE(key, step_lo, layer, e + (uint64_t)lo, hi - lo, threshold, inv_keep, x + lo, \
                       mask ? mask + lo : NULL, avx2);                                              \
+                fnn_fp_leave(fp_saved);                                                            \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \

@@ -59,7 +59,56 @@ typedef enum { FNN_SGD = 0, FNN_MOMENTUM = 1, FNN_RMSPROP = 2, FNN_ADAM = 3, FNN
 
 int fnn_has_openmp(void);          /* 1 when compiled with OpenMP */
 int fnn_omp_max_threads(void);     /* omp_get_max_threads(), 1 without OpenMP */
-const char *fnn_gemm_kernel_name(void); /* the GEMM micro-kernel chosen at run time */
+const char *fnn_gemm_kernel_name(void); /* the GEMM micro-kernel table in use: "generic",
+                                           "avx2-fma" or "avx512" */
+int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, int *nc);
+                                   /* the blocking of an ISA's GEMM (elements); FNN_EINVAL for an
+                                      ISA not compiled or a dtype_size other than 4 or 8 */
+
+/* ---- instruction sets (cpu.c) ---------------------------------------------------------------
+ *
+ * The kernels with variants per instruction set (GEMM micro-kernels and packers, dropout masks,
+ * the optimizer pass) are each ONE source compiled per target with function attributes, and
+ * picked at run time:
+ *   FNN_ISA_GENERIC  portable C (any CPU; the only one off x86)
+ *   FNN_ISA_AVX2     x86-64-v3: AVX2 + FMA
+ *   FNN_ISA_AVX512   x86-64-v4: AVX-512 F/BW/DQ/VL, with the OS saving the zmm state
+ * Every variant gives the same bits as every other: a GEMM element is one running sum over p in
+ * increasing order with one fused multiply-add per p (fmaf/fma in the generic code); the
+ * optimizer uses the same IEEE operations in the same order (division and sqrt are correctly
+ * rounded everywhere); a dropout mask is a function of its counter.  Elementwise epilogues,
+ * activations, losses and batch norm are compiled once, for the baseline, and shared.
+ *
+ * The ISA in use is chosen once per process at first use: FASTNN_ISA=generic|avx2|avx512, or
+ * the best the CPU runs; a request the CPU or the build cannot honour falls back to the best
+ * available (fnn_isa_requested() keeps the request so that callers can report it).
+ * FASTNN_GEMM_KERNEL=generic is read as FASTNN_ISA=generic.  fnn_isa_set switches in-process
+ * (tests); a call that is running keeps the variant it started with.
+ */
+typedef enum { FNN_ISA_GENERIC = 0, FNN_ISA_AVX2 = 1, FNN_ISA_AVX512 = 2, FNN_ISA_COUNT = 3 } fnn_isa;
+
+const char *fnn_isa_name(int isa);       /* "generic", "avx2", "avx512"; NULL out of range */
+int fnn_isa_from_name(const char *name); /* the fnn_isa of a name, FNN_EINVAL if none */
+int fnn_isa_compiled(int isa);           /* 1 when this build has the ISA's kernels */
+int fnn_isa_supported(int isa);          /* 1 when compiled and this CPU and OS run it */
+int fnn_isa_best(void);                  /* the best supported */
+int fnn_isa_active(void);                /* the one in use */
+int fnn_isa_requested(void);             /* FASTNN_ISA's request: an fnn_isa, FNN_ISA_COUNT for
+                                            an unknown name, -1 when unset */
+int fnn_isa_set(int isa);                /* use isa from now on; returns the previous one, or
+                                            FNN_EINVAL (nothing changed) when not supported */
+
+/* ---- floating point ------------------------------------------------------------------------
+ * The network's entry points (fnn_?net_forward, _infer, _evaluate, _loss_grad, _train_steps) run
+ * with subnormal inputs and results flushed to zero (x86: MXCSR FTZ and DAZ; aarch64: FPCR.FZ),
+ * as TensorFlow runs its CPU kernels: an operation on a subnormal costs about 100 cycles on Intel
+ * cores.  The mode is set on every thread of every OpenMP team the call starts and each thread's
+ * own mode is restored on exit: the caller's floating-point state is left as it was (and the
+ * team is started in the caller's mode first, since a new worker inherits its starter's).  The single
+ * kernels run in the caller's mode, which each parallel region hands to its team.
+ * fnn_fp_status() is the calling thread's MXCSR (x86), FPCR (aarch64), else 0. */
+unsigned fnn_fp_status(void);
+int fnn_team_fp_modes(int n_threads, unsigned *out);  /* tests: each team thread's flush bits */
 
 /* ---- GEMM (gemm.c) ------------------------------------------------------------------------
  *
@@ -150,7 +199,7 @@ double fnn_dloss_grad(fnn_loss loss, int m, int n, const double *Z, ptrdiff_t ld
  * fnn_sdropout_forward: both in one pass, the mask words applied while in registers: for i < count,
  *   k = kept(e0 + i);  x[i] = k ? x[i] * inv_keep : +0;  mask[i] = k when mask != NULL (the mask
  *   for the backward pass; NULL: not stored).  Bit-identical to fnn_dropout_mask followed by
- *   fnn_sdropout_apply (AVX2 and portable paths alike).  Parallel over n_threads from 16384
+ *   fnn_sdropout_apply (every ISA's path alike).  Parallel over n_threads from 16384
  *   elements, in ranges whose bounds are multiples of 64 in e: bit-identical for any n_threads.
  */
 void fnn_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);

@@ -2,17 +2,22 @@
  *
  * Design: the blocking loops (gemm_impl.h, compiled here for float and double) pack B into
  * kc x NR micro-panels and A into MR x kc micro-panels and call one micro-kernel per MR x NR tile
- * of C.  The micro-kernels and packers (gemm_kernels.h) sit behind a table chosen once at run time
- * (AVX2+FMA when the CPU has it, else plain C), so nothing else names an instruction set.
+ * of C.  The micro-kernels and packers (gemm_kernels.h: one source compiled per instruction set)
+ * sit behind a table with one entry per ISA, read once per call from cpu.c's choice, so nothing
+ * else names an instruction set.  Each entry carries its own tile and cache blocks (elements):
  *
- * Blocks (elements):        float           double
- *   micro-tile MR x NR      6 x 16 (AVX2)   6 x 8 (AVX2);  generic 4 x 8
- *   kc (depth of a pass)    <= 512          <= 256   (B micro-panel <= 32 KB / 16 KB: L1)
- *   mc (rows of A block)    <= 144          <= 72    (A block <= 288 KB / 144 KB: L2)
- *   nc (cols of B block)    <= 512          <= 256   (B block <= 1 MB / 512 KB)
- * kc, mc and nc are balanced (k = 784 runs as 2 passes of 392, not 512 + 272).  float's kc was
- * 256 until measured: 512 is 3-16 % faster on the MNIST-shaped products and 11-18 % on a 1536^3
- * one (2 threads, builds alternating in one process); double gained nothing from 384 or 512.
+ *                        float                       double
+ *                        MR x NR   kc   mc   nc      MR x NR   kc   mc   nc
+ *   generic              4 x 8     512  144  512     4 x 8     256  72   256
+ *   avx2 (x86-64-v3)     6 x 16    512  144  512     6 x 8     256  72   256
+ *   avx512 (x86-64-v4)   12 x 32   256  144  512     12 x 16   256  72   256
+ *
+ * kc keeps a B micro-panel (kc x NR) in L1, mc x kc of A in L2, kc x nc of B in L2/L3.  kc, mc and
+ * nc are balanced (k = 784 runs as 2 passes of 392, not 512 + 272).  AVX2 float's kc was 256 until
+ * measured: 512 is 3-16 % faster on the MNIST-shaped products and 11-18 % on a 1536^3 one (2
+ * threads, builds alternating in one process); double gained nothing from 384 or 512.
+ * The workspace bound (fnn_gemm_ws_size) is the largest over every compiled entry, so a
+ * workspace sized under one ISA serves a call under another.
  *
  * Epilogue blocks: one mb x nb block (mb <= mc, nb <= nc) per row block of each thread's column
  * block, called right after the last pass over k stored it.  Blocks need not span whole rows.
@@ -35,23 +40,17 @@
 
 #include "fastnn.h"
 #include "omp_compat.h"
+#include "fpmode.h"
 #include "gemm_kernels.h"
-
-/* Cache blocks (elements): the table in the header comment. */
-#define FNN_S_KC 512
-#define FNN_S_MC 144
-#define FNN_S_NC 512
-#define FNN_D_KC 256
-#define FNN_D_MC 72
-#define FNN_D_NC 256
 
 /* Below this many flops (2 m n k) a parallel region costs more than it saves. */
 #define FNN_GEMM_PAR_FLOPS 2.0e6
 
-/* ---- the micro-kernel table ------------------------------------------------------------- */
+/* ---- the micro-kernel table: one entry per instruction set (fnn_isa) ---------------------- */
 
 typedef struct {
-    int mr, nr;
+    int mr, nr;          /* micro-tile */
+    int kc, mc, nc;      /* cache blocks (elements): the table in the header comment */
     void (*pack)(float *restrict, const float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
     void (*kernel)(int, const float *restrict, ptrdiff_t, ptrdiff_t, const float *restrict,
                    float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
@@ -59,6 +58,7 @@ typedef struct {
 
 typedef struct {
     int mr, nr;
+    int kc, mc, nc;
     void (*pack)(double *restrict, const double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
     void (*kernel)(int, const double *restrict, ptrdiff_t, ptrdiff_t, const double *restrict,
                    double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
@@ -70,42 +70,24 @@ typedef struct {
     fnn_dukr d;
 } fnn_gemm_isa;
 
-static const fnn_gemm_isa fnn_isa_generic = {
-    "generic",
-    {FNN_GEN_MR, FNN_GEN_NR, fnn_spack_generic, fnn_skernel_generic},
-    {FNN_GEN_MR, FNN_GEN_NR, fnn_dpack_generic, fnn_dkernel_generic},
+static const fnn_gemm_isa fnn_gemm_isas[FNN_ISA_COUNT] = {
+    [FNN_ISA_GENERIC] = {"generic",
+        {FNN_GEN_MR, FNN_GEN_SNR, 512, 144, 512, fnn_spack_generic, fnn_skernel_generic},
+        {FNN_GEN_MR, FNN_GEN_DNR, 256, 72, 256, fnn_dpack_generic, fnn_dkernel_generic}},
+#ifdef FNN_GEMM_X86
+    [FNN_ISA_AVX2] = {"avx2-fma",
+        {FNN_AVX2_MR, FNN_AVX2_SNR, 512, 144, 512, fnn_spack_avx2, fnn_skernel_avx2},
+        {FNN_AVX2_MR, FNN_AVX2_DNR, 256, 72, 256, fnn_dpack_avx2, fnn_dkernel_avx2}},
+    [FNN_ISA_AVX512] = {"avx512",
+        {FNN_AVX512_MR, FNN_AVX512_SNR, 256, 144, 512, fnn_spack_avx512, fnn_skernel_avx512},
+        {FNN_AVX512_MR, FNN_AVX512_DNR, 256, 72, 256, fnn_dpack_avx512, fnn_dkernel_avx512}},
+#endif
 };
 
-#ifdef FNN_GEMM_X86
-static const fnn_gemm_isa fnn_isa_avx2 = {
-    "avx2-fma",
-    {FNN_S_MR, FNN_S_NR, fnn_spack_avx2, fnn_skernel_avx2},
-    {FNN_D_MR, FNN_D_NR, fnn_dpack_avx2, fnn_dkernel_avx2},
-};
-#endif
-
-/* The best table this CPU runs.  FASTNN_GEMM_KERNEL=generic forces the plain-C one (tests). */
-static const fnn_gemm_isa *fnn_gemm_isa_select(void)
-{
-    const char *force = getenv("FASTNN_GEMM_KERNEL");
-    if (force && strcmp(force, "generic") == 0) return &fnn_isa_generic;
-#ifdef FNN_GEMM_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &fnn_isa_avx2;
-#endif
-    return &fnn_isa_generic;
-}
-
-/* Chosen once; a race between first callers is harmless (both store the same pointer). */
+/* The table of the instruction set in use (cpu.c), read once per call. */
 static const fnn_gemm_isa *fnn_gemm_isa_get(void)
 {
-    static const fnn_gemm_isa *chosen;
-    const fnn_gemm_isa *isa = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
-    if (!isa) {
-        isa = fnn_gemm_isa_select();
-        __atomic_store_n(&chosen, isa, __ATOMIC_RELEASE);
-    }
-    return isa;
+    return &fnn_gemm_isas[fnn_isa_active()];
 }
 
 const char *fnn_gemm_kernel_name(void)
@@ -203,15 +185,22 @@ static size_t ws_bound(int m, int n, int k, int n_threads, int mr, int nr, int k
 
 size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
 {
-    const fnn_gemm_isa *isa = fnn_gemm_isa_get();
     if (m < 1) m = 1;
     if (n < 1) n = 1;
     if (k < 0) k = 0;
     if (n_threads < 1) n_threads = 1;
-    const size_t bytes = elem_size == sizeof(float)
-        ? ws_bound(m, n, k, n_threads, isa->s.mr, isa->s.nr, FNN_S_KC, FNN_S_MC, FNN_S_NC, elem_size)
-        : ws_bound(m, n, k, n_threads, isa->d.mr, isa->d.nr, FNN_D_KC, FNN_D_MC, FNN_D_NC, elem_size);
-    return bytes > 64 ? bytes : 64;
+    /* The largest over every compiled instruction set: a workspace sized under one serves a
+     * call made after fnn_isa_set switched to another. */
+    size_t bytes = 64;
+    for (int i = 0; i < FNN_ISA_COUNT; i++) {
+        if (!fnn_isa_compiled(i)) continue;
+        const fnn_gemm_isa *isa = &fnn_gemm_isas[i];
+        const size_t b = elem_size == sizeof(float)
+            ? ws_bound(m, n, k, n_threads, isa->s.mr, isa->s.nr, isa->s.kc, isa->s.mc, isa->s.nc, elem_size)
+            : ws_bound(m, n, k, n_threads, isa->d.mr, isa->d.nr, isa->d.kc, isa->d.mc, isa->d.nc, elem_size);
+        if (b > bytes) bytes = b;
+    }
+    return bytes;
 }
 
 /* ---- the two dtypes ---------------------------------------------------------------------- */
@@ -220,30 +209,32 @@ size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
 #define FNN_(name) fnn_s##name
 #define FNN_UKR(isa) ((isa)->s)
 #define FNN_EPILOGUE fnn_sepilogue
-#define FNN_KC FNN_S_KC
-#define FNN_MC FNN_S_MC
-#define FNN_NC FNN_S_NC
 #include "gemm_impl.h"
 #undef FNN_REAL
 #undef FNN_
 #undef FNN_UKR
 #undef FNN_EPILOGUE
-#undef FNN_KC
-#undef FNN_MC
-#undef FNN_NC
 
 #define FNN_REAL double
 #define FNN_(name) fnn_d##name
 #define FNN_UKR(isa) ((isa)->d)
 #define FNN_EPILOGUE fnn_depilogue
-#define FNN_KC FNN_D_KC
-#define FNN_MC FNN_D_MC
-#define FNN_NC FNN_D_NC
 #include "gemm_impl.h"
 #undef FNN_REAL
 #undef FNN_
 #undef FNN_UKR
 #undef FNN_EPILOGUE
-#undef FNN_KC
-#undef FNN_MC
-#undef FNN_NC
+
+int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, int *nc)
+{
+    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_compiled(isa)) return FNN_EINVAL;
+    const fnn_gemm_isa *t = &fnn_gemm_isas[isa];
+    if (dtype_size == (int)sizeof(float)) {
+        *mr = t->s.mr; *nr = t->s.nr; *kc = t->s.kc; *mc = t->s.mc; *nc = t->s.nc;
+    } else if (dtype_size == (int)sizeof(double)) {
+        *mr = t->d.mr; *nr = t->d.nr; *kc = t->d.kc; *mc = t->d.mc; *nc = t->d.nc;
+    } else {
+        return FNN_EINVAL;
+    }
+    return FNN_OK;
+}

@@ -1,6 +1,6 @@
 /* gemm_impl.h -- template body of gemm.c, included once per dtype (see there).
  * No include guard on purpose.  Uses FNN_REAL, FNN_(name), FNN_UKR(isa) (the dtype's micro-kernel
- * entry of an fnn_gemm_isa), FNN_EPILOGUE (the epilogue type) and FNN_KC/FNN_MC/FNN_NC. */
+ * entry of an fnn_gemm_isa, with its tile and cache blocks) and FNN_EPILOGUE (the epilogue type). */
 
 /* One call, possibly transposed: the loops below compute C(i,j) = sum_p A(i,p) B(p,j) with
  * C(i,j) at C[i*rsc + j*csc].  The epilogue gets its blocks in the caller's orientation. */
@@ -154,7 +154,8 @@ int FNN_(gemm)(int m, int n, int k,
     const fnn_gemm_isa *isa = fnn_gemm_isa_get();
     FNN_(gemm_job) job;
     job.ukr = &FNN_UKR(isa);
-    job.plan = gemm_plan(m, n, k, job.ukr->mr, job.ukr->nr, FNN_KC, FNN_MC, FNN_NC, sizeof(FNN_REAL));
+    job.plan = gemm_plan(m, n, k, job.ukr->mr, job.ukr->nr, job.ukr->kc, job.ukr->mc, job.ukr->nc,
+                         sizeof(FNN_REAL));
     if (job.plan.transposed) {  /* C^T = B^T A^T: the operands swap roles, C is stored transposed */
         job.m = n; job.n = m;
         job.A = B; job.rsa = csb; job.csa = rsb;
@@ -180,8 +181,13 @@ int FNN_(gemm)(int m, int n, int k,
     }
 #ifdef _OPENMP
     /* The team may be smaller than asked (nested region, thread limit): split over its size. */
+    const unsigned fp_mode = fnn_fp_mode();
     FNN_PRAGMA(omp parallel num_threads(nthr))
-    FNN_(gemm_thread)(&job, omp_get_thread_num(), omp_get_num_threads());
+    {
+        const unsigned fp_saved = fnn_fp_enter(fp_mode);   /* the caller's FTZ/DAZ (fpmode.h) */
+        FNN_(gemm_thread)(&job, omp_get_thread_num(), omp_get_num_threads());
+        fnn_fp_leave(fp_saved);
+    }
 #endif
     return FNN_OK;
 }

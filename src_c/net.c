@@ -11,6 +11,7 @@
 
 #include "fastnn.h"
 #include "omp_compat.h"
+#include "fpmode.h"
 
 void *fnn_aligned_alloc(size_t bytes)
 {
@@ -32,6 +33,26 @@ void fnn_aligned_free(void *p)
 #else
     free(p);
 #endif
+}
+
+/* Enter the flush-to-zero mode of the network's entry points (fastnn.h, "floating point") on the
+ * calling thread; returns the state to restore.  A new OpenMP worker inherits the FP mode of the
+ * thread that starts it, and would then keep flush-to-zero as its own mode after the call: so the
+ * team of n_threads is started first, in the caller's mode (an empty region; a no-op once the
+ * pool has that many threads, which it keeps). */
+static unsigned fnn_fp_enter_call(int n_threads)
+{
+#ifdef _OPENMP
+    if (n_threads > 1) {
+        volatile int sink = 0;   /* a body the compiler cannot drop (an empty region is) */
+        FNN_PRAGMA(omp parallel num_threads(n_threads))
+        if (omp_get_thread_num() < 0) sink = 1;
+        (void)sink;
+    }
+#else
+    (void)n_threads;
+#endif
+    return fnn_fp_enter(FNN_FP_FLUSH);
 }
 
 #define FNN_TEMPLATE "net_impl.h"

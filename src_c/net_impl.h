@@ -79,10 +79,16 @@ static void P(rows_epilogue)(P(fwd_ctx) *ctx, T *Z, ptrdiff_t ldz, int m, int n,
     const int rows = 16;
     const int n_blocks = (m + rows - 1) / rows;
     if ((double)m * n < 32768.0) n_threads = 1;
-    FNN_PRAGMA(omp parallel for schedule(static) num_threads(n_threads))
-    for (int blk = 0; blk < n_blocks; blk++) {
-        const int i0 = blk * rows, mb = m - i0 < rows ? m - i0 : rows;
-        P(fwd_epilogue)(ctx, Z + (ptrdiff_t)i0 * ldz, ldz, i0, 0, mb, n);
+    const unsigned fp_mode = fnn_fp_mode();
+    FNN_PRAGMA(omp parallel num_threads(n_threads))
+    {
+        const unsigned fp_saved = fnn_fp_enter(fp_mode); /* the caller's FTZ/DAZ */
+        FNN_PRAGMA(omp for schedule(static))
+        for (int blk = 0; blk < n_blocks; blk++) {
+            const int i0 = blk * rows, mb = m - i0 < rows ? m - i0 : rows;
+            P(fwd_epilogue)(ctx, Z + (ptrdiff_t)i0 * ldz, ldz, i0, 0, mb, n);
+        }
+        fnn_fp_leave(fp_saved);
     }
     (void)n_threads;
 }
@@ -431,7 +437,7 @@ static int P(check_targets)(const P(net) *net, int m, const int32_t *labels, con
     return FNN_OK;
 }
 
-int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+static int P(net_forward_run)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
                    uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
 {
     if (P(check_batch)(net, m, net->max_rows, X, ldx) != FNN_OK || !out ||
@@ -442,6 +448,15 @@ int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
     const P(bufs) bf = P(train_bufs)(net);
     const int rc = P(forward)(net, &bf, m, X, ldx, training, seed, step, out, ldo, n_threads);
     if (rc == FNN_OK) P(output_activation)(net, m, out, ldo);
+    return rc;
+}
+
+int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
+                   uint64_t seed, uint64_t step, T *out, ptrdiff_t ldo, int n_threads)
+{
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
+    const int rc = P(net_forward_run)(net, m, X, ldx, training, seed, step, out, ldo, n_threads);
+    fnn_fp_leave(fp_saved);
     return rc;
 }
 
@@ -505,12 +520,22 @@ static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T 
     return P(forward)(net, &bf, m, X, ldx, 0, 0, 0, dst, ld, n_threads);
 }
 
-int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
+static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
+                            ptrdiff_t ldo,
                  void *ws, size_t ws_bytes, int n_threads)
 {
     if (!out || ldo < net->layers[net->n_layers - 1].n_out) return FNN_EINVAL;
     const int rc = P(infer_into)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads, NULL);
     if (rc == FNN_OK && m > 0) P(output_activation)(net, m, out, ldo);
+    return rc;
+}
+
+int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
+                 void *ws, size_t ws_bytes, int n_threads)
+{
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
+    const int rc = P(net_infer_run)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads);
+    fnn_fp_leave(fp_saved);
     return rc;
 }
 
@@ -603,7 +628,7 @@ static double P(sum_w2)(const P(net) *net)
     return total;
 }
 
-int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+static int P(net_evaluate_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
                     const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
                     int n_threads, fnn_pass_result *res)
 {
@@ -619,6 +644,17 @@ int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
     double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
     res->loss = P(loss_grad)(net->loss, m, n, Z, n, labels, Y, ldy, NULL, (T)0) / denom;
     return FNN_OK;
+}
+
+int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                    const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
+                    int n_threads, fnn_pass_result *res)
+{
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
+    const int rc = P(net_evaluate_run)(net, m, X, ldx, labels, Y, ldy, ws, ws_bytes, n_threads,
+                                       res);
+    fnn_fp_leave(fp_saved);
+    return rc;
 }
 
 /* loss_grad without the checks (the entry points check first). */
@@ -641,7 +677,7 @@ static int P(loss_grad_run)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
     return P(backward)(net, m, X, ldx, training, l2_coef, n_threads);
 }
 
-int P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+static int P(net_loss_grad_run)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
                      const int32_t *labels, const T *Y, ptrdiff_t ldy,
                      int training, uint64_t seed, uint64_t step, double l2_coef,
                      int n_threads, fnn_pass_result *res)
@@ -653,7 +689,19 @@ int P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
                             P(clamp_threads)(net, n_threads), res);
 }
 
-int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
+int P(net_loss_grad)(P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                     const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                     int training, uint64_t seed, uint64_t step, double l2_coef,
+                     int n_threads, fnn_pass_result *res)
+{
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
+    const int rc = P(net_loss_grad_run)(net, m, X, ldx, labels, Y, ldy, training, seed, step,
+                                        l2_coef, n_threads, res);
+    fnn_fp_leave(fp_saved);
+    return rc;
+}
+
+static int P(net_train_steps_run)(P(net) *net, int64_t count, int bs, const int64_t *idx,
                        const T *X, int64_t n_rows, ptrdiff_t ldx,
                        const int32_t *labels, const T *Y, ptrdiff_t ldy,
                        uint64_t seed, uint64_t step0, double l2_coef,
@@ -699,6 +747,21 @@ int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
     }
     *n_done = k;
     return FNN_OK;
+}
+
+int P(net_train_steps)(P(net) *net, int64_t count, int bs, const int64_t *idx,
+                       const T *X, int64_t n_rows, ptrdiff_t ldx,
+                       const int32_t *labels, const T *Y, ptrdiff_t ldy,
+                       uint64_t seed, uint64_t step0, double l2_coef,
+                       const fnn_optim_params *op, T *v, T *s, int n_threads,
+                       fnn_pass_result *res, int *n_done)
+{
+    const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
+    const int rc = P(net_train_steps_run)(net, count, bs, idx, X, n_rows, ldx, labels, Y, ldy,
+                                          seed, step0, l2_coef, op, v, s, n_threads, res,
+                                          n_done);
+    fnn_fp_leave(fp_saved);
+    return rc;
 }
 
 #undef T

@@ -12,17 +12,14 @@
 #define FNN_OPTIM_PAR_MIN 32768
 
 /* sqrt and two divisions per element make Adam compute-bound at SSE2 width (about 1 ns/element
- * in cache): on x86 an AVX2 clone of the loops is chosen at run time.  It uses only IEEE
- * +, -, *, /, sqrt (no FMA), so both clones give the same bits (NaN payloads aside).  Define FNN_NO_SIMD_DISPATCH for
- * the baseline only. */
-#if !defined(FNN_NO_SIMD_DISPATCH) && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FNN_OPTIM_AVX2 1
-static int optim_have_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
-}
+ * in cache): on x86 the same loops are also compiled for AVX2 and AVX-512 and the ISA in use
+ * (cpu.c) picks one.  They use only IEEE +, -, *, / and sqrt, each correctly rounded, in the same
+ * order, and -ffp-contract=off keeps the compiler from fusing a multiply and an add in the
+ * clones whose target has FMA: every clone gives the same bits (NaN payloads aside). */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FNN_OPTIM_X86 1
 #endif
+#include "fpmode.h"
 
 #ifdef __GNUC__
 #define FNN_ALWAYS_INLINE __attribute__((always_inline))

@@ -65,10 +65,18 @@ static void FNN_(optim_range_base)(const fnn_optim_params *op, ptrdiff_t lo, ptr
     FNN_(optim_range)(op, lo, hi, p, g, v, s);
 }
 
-#ifdef FNN_OPTIM_AVX2
-__attribute__((target("avx2"))) static void FNN_(optim_range_avx2)(
+#ifdef FNN_OPTIM_X86
+__attribute__((target("avx2,fma"))) static void FNN_(optim_range_avx2)(
     const fnn_optim_params *op, ptrdiff_t lo, ptrdiff_t hi, FNN_REAL *restrict p,
     const FNN_REAL *restrict g, FNN_REAL *restrict v, FNN_REAL *restrict s)
+{
+    FNN_(optim_range)(op, lo, hi, p, g, v, s);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl"))) static void
+FNN_(optim_range_avx512)(const fnn_optim_params *op, ptrdiff_t lo, ptrdiff_t hi,
+                         FNN_REAL *restrict p, const FNN_REAL *restrict g, FNN_REAL *restrict v,
+                         FNN_REAL *restrict s)
 {
     FNN_(optim_range)(op, lo, hi, p, g, v, s);
 }
@@ -92,13 +100,18 @@ void FNN_(optim_step)(const fnn_optim_params *op, ptrdiff_t count, FNN_REAL *res
     void (*range)(const fnn_optim_params *, ptrdiff_t, ptrdiff_t, FNN_REAL *restrict,
                   const FNN_REAL *restrict, FNN_REAL *restrict, FNN_REAL *restrict) =
         FNN_(optim_range_base);
-#ifdef FNN_OPTIM_AVX2
-    if (optim_have_avx2())
+#ifdef FNN_OPTIM_X86
+    const int isa = fnn_isa_active();
+    if (isa == FNN_ISA_AVX512)
+        range = FNN_(optim_range_avx512);
+    else if (isa == FNN_ISA_AVX2)
         range = FNN_(optim_range_avx2);
 #endif
     if (n_threads > 1 && count > FNN_OPTIM_PAR_MIN) {
+        const unsigned fp_mode = fnn_fp_mode();
         FNN_PRAGMA(omp parallel num_threads(n_threads))
         {
+            const unsigned fp_saved = fnn_fp_enter(fp_mode);  /* the caller's FTZ/DAZ */
 #ifdef _OPENMP
             /* the team may be smaller than asked (nesting, thread limits): split by its size,
              * in chunks of whole 64-byte lines so that threads never share one */
@@ -111,6 +124,7 @@ void FNN_(optim_step)(const fnn_optim_params *op, ptrdiff_t count, FNN_REAL *res
 #else
             range(op, 0, count, p, g, v, s);
 #endif
+            fnn_fp_leave(fp_saved);
         }
     } else {
         range(op, 0, count, p, g, v, s);

@@ -9,8 +9,9 @@ whole release.  Run under AddressSanitizer (the sanitizer job of ``.ci/run``) th
 that no kernel reads or writes outside its buffers.
 
 ``python tests/shape_sweep.py`` runs the whole sweep in this process with the kernels the
-environment selects, prints one line and exits non-zero on the first disagreement; the test
-suite runs it once per kernel family the CPU runs (``tests/test_core_safety.py``).
+environment selects (``FASTNN_ISA``), prints one line and exits non-zero on the first
+disagreement; the test suite runs it once per instruction-set variant the CPU runs
+(``tests/test_core_safety.py``).
 """
 import sys
 
@@ -29,7 +30,8 @@ N_IN, N_CLASSES = 11, 10
 
 def _cases():
     """(width, batch) pairs: every width at a few batch sizes, every batch size at a few widths
-    (tile edges of the 6 x 16 / 6 x 8 / 4 x 8 micro-kernels and their transposed use)."""
+    (tile edges of the 12 x 32 / 12 x 16, 6 x 16 / 6 x 8 and 4 x 8 micro-kernels and their
+    transposed use)."""
     pairs = [(w, m) for w in WIDTHS for m in (1, 64, 129)]
     pairs += [(w, m) for m in BATCHES for w in (17, 48)]
     return sorted(set(pairs))
@@ -109,7 +111,7 @@ def run(cases=None, threads=THREADS, dtypes=("float32", "float64"), variants=VAR
 
 if __name__ == "__main__":
     n, failures = run()
-    kernel = fn._core.gemm_kernel_name()
+    kernel = fn._core.get_isa()
     for f in failures[:20]:
         print(f)
     print(f"shape sweep ({kernel}): {n - len(failures)} passed, {len(failures)} failed")

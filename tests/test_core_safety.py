@@ -15,6 +15,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import _core
+from isa_support import ISA_PARAMS, using_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -102,28 +103,20 @@ def test_one_thread_training_with_a_smaller_last_batch(dtype):
 
 # ---- the shape sweep, once per kernel family -----------------------------------------------------
 
-def test_shape_sweep_against_the_oracle():
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_shape_sweep_against_the_oracle(isa):
     """Every hidden width 1-70 and batch size 1-70, 127-130 and 512 (nets built for more rows
-    than they run), 1-3 threads, both dtypes, dropout and batch norm: the kernels this process
-    selected, against fastnn.reference."""
+    than they run), 1-3 threads, both dtypes, dropout and batch norm, against fastnn.reference:
+    once per instruction-set variant this CPU runs."""
     sys.path.insert(0, HERE)
     try:
         import shape_sweep
     finally:
         sys.path.remove(HERE)
-    n, failures = shape_sweep.run()
+    with using_isa(isa):
+        n, failures = shape_sweep.run()
     assert not failures, failures[:10]
     assert n > 5000
-
-
-def test_shape_sweep_generic_kernels():
-    """The same sweep with the portable plain-C kernels (selected once per process)."""
-    r = subprocess.run([sys.executable, os.path.join(HERE, "shape_sweep.py")],
-                       capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, FASTNN_GEMM_KERNEL="generic",
-                                PYTHONPATH=os.path.dirname(os.path.dirname(fn.__file__))))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "(generic)" in r.stdout and " 0 failed" in r.stdout
 
 
 # ---- the architecture is fixed --------------------------------------------------------------------

@@ -1,8 +1,13 @@
 """Every compiled kernel of fastnn._core against the NumPy oracle (fastnn.reference).
 
+Every test runs once per instruction-set variant of the kernels (generic, avx2, avx512: the
+module's `isa` fixture); a variant this CPU cannot run skips, naming it.  tests/test_isa.py
+compares the variants with each other bit for bit.
+
 Shapes are awkward on purpose (STYLE.md, habit 4): batches of one row, primes, and sizes just off
-every block size of the C code -- GEMM micro-tiles MR x NR (6 x 16 float / 6 x 8 double with
-AVX2, 4 x 8 generic), cache blocks KC = 256, MC = 144 / 72, NC = 512 / 256 (src_c/gemm.c), the
+every block size of the C code -- GEMM micro-tiles MR x NR (12 x 32 / 12 x 16 AVX-512, 6 x 16 /
+6 x 8 AVX2, 4 x 8 generic), cache blocks KC = 256 / 512, MC = 144 / 72, NC = 512 / 256
+(src_c/gemm.c, `_core.gemm_tile`), the
 optimizer's parallel threshold 32768 (src_c/optim.c), batch norm's 64-column blocks and 16384
 parallel threshold (src_c/batchnorm.c), the 64-element AVX2 groups of the dropout masks
 and the 16384-element parallel threshold of the fused dropout (src_c/dropout.c).  Both dtypes, 1 and 2 threads.
@@ -18,10 +23,6 @@ gradients relative to its largest gradient, times batch norm's 1/sqrt(var + eps)
 amplifies the rounding of the dtype (see test_batchnorm_network_loss_and_grads).
 """
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -31,6 +32,7 @@ import fastnn as fn
 from fastnn import _core
 from fastnn import reference as ref
 from fastnn._threads import threads
+from isa_support import ISA_PARAMS, using_isa
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -43,10 +45,18 @@ OPTIM = {"sgd": 0, "momentum": 1, "rmsprop": 2, "adam": 3, "adamw": 4}
 
 THREADS = [1, 2]
 
-# GEMM sizes: 0, 1, small primes, and every block size +-1 (MR 4/6, NR 8/16, KC 256, MC 72/144,
-# NC 256/512).
-GEMM_SIZES = sorted({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 15, 16, 17, 31, 37, 71, 72, 73, 97,
-                     143, 144, 145, 251, 255, 256, 257, 511, 512, 513})
+
+@pytest.fixture(scope="module", params=ISA_PARAMS, autouse=True)
+def isa(request):
+    """Every test of this module, once per instruction-set variant (module scope: hypothesis
+    runs each test's examples under one variant)."""
+    with using_isa(request.param):
+        yield request.param
+
+# GEMM sizes: 0, 1, small primes, and every block size +-1 (MR 4/6/12, NR 8/16/32, KC 256/512,
+# MC 72/144, NC 256/512).
+GEMM_SIZES = sorted({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 31, 32, 33, 37, 71, 72,
+                     73, 97, 143, 144, 145, 251, 255, 256, 257, 511, 512, 513})
 # Elementwise sizes: 0..~1000, odd sizes and vector widths +-1.
 ELEM_SIZES = st.one_of(
     st.sampled_from([0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 129,
@@ -151,36 +161,6 @@ def test_gemm_large_parallel_bit_identical_across_threads(dtype):
     assert_close(out[1], up(A) @ up(B), dtype, what="gemm large")
     np.testing.assert_array_equal(out[1], out[2])
     np.testing.assert_array_equal(out[1], out[3])
-
-
-_GENERIC_SCRIPT = r"""
-import numpy as np
-from fastnn import _core
-assert _core.gemm_kernel_name() == "generic", _core.gemm_kernel_name()
-rng = np.random.default_rng(0)
-worst = {}
-for dtype, tol in ((np.float32, 1e-5), (np.float64, 1e-12)):
-    for m, n, k in [(1, 1, 1), (3, 7, 5), (5, 9, 257), (73, 17, 255), (145, 3, 513), (4, 8, 256),
-                    (97, 513, 31)]:
-        A = rng.standard_normal((k, m)).astype(dtype).T
-        B = rng.standard_normal((k, n)).astype(dtype)
-        want = A.astype(np.float64) @ B.astype(np.float64)
-        C1 = np.empty((m, n), dtype=dtype); _core.gemm(A, B, C1, n_threads=1)
-        C2 = np.empty((m, n), dtype=dtype); _core.gemm(A, B, C2, n_threads=2)
-        assert np.array_equal(C1, C2), (dtype, m, n, k, "threads differ")
-        rel = np.max(np.abs(C1 - want)) / np.max(np.abs(want))
-        assert rel <= tol, (dtype, m, n, k, rel)
-print("ok")
-"""
-
-
-def test_gemm_generic_kernel_in_subprocess():
-    """FASTNN_GEMM_KERNEL=generic (chosen once per process) forces the plain-C 4 x 8 kernel."""
-    env = dict(os.environ, FASTNN_GEMM_KERNEL="generic")
-    proc = subprocess.run([sys.executable, "-c", _GENERIC_SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=120, check=False,
-                          cwd=os.path.dirname(os.path.abspath(__file__)))  # not the source tree
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 # ---- activations ------------------------------------------------------------------------------

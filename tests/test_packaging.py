@@ -49,15 +49,19 @@ def test_digits_load_from_the_installed_data():
 
 def test_compiled_core_reports_kernel_and_openmp():
     name = _core.gemm_kernel_name()
-    assert isinstance(name, str) and name in {"avx2-fma", "generic"}, name
+    assert isinstance(name, str) and name in {"avx512", "avx2-fma", "generic"}, name
+    assert _core.get_isa() in _core.isas_supported()
+    assert "generic" in _core.isas_supported()
     assert isinstance(_core.has_openmp(), bool)
     assert _core.omp_max_threads() >= 1
     if not _core.has_openmp():
         assert _core.omp_max_threads() == 1
 
 
-def test_forced_generic_kernel_in_a_subprocess():
-    env = dict(os.environ, FASTNN_GEMM_KERNEL="generic")
+@pytest.mark.parametrize("var, value", [("FASTNN_ISA", "generic"), ("FASTNN_GEMM_KERNEL", "generic")])
+def test_forced_generic_kernel_in_a_subprocess(var, value):
+    env = {k: v for k, v in os.environ.items() if k not in ("FASTNN_ISA", "FASTNN_GEMM_KERNEL")}
+    env[var] = value
     out = subprocess.run([sys.executable, "-c",
                           "import fastnn; print(fastnn._core.gemm_kernel_name())"],
                          env=env, capture_output=True, text=True, check=True,
@@ -137,6 +141,10 @@ def test_avx_code_only_in_dispatched_functions():
                          f"(host ISA flags, or a target('avx2') function not named *_avx2): {outside}")
     if _core.gemm_kernel_name() == "avx2-fma":
         assert any(c[1] for c in funcs.values()), "the AVX2 kernel is selected but has no ymm code"
+    if "avx512" in _core.isas_compiled():
+        zmm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(_core.__file__)],
+                             capture_output=True, text=True, check=True).stdout.count("zmm")
+        assert zmm > 0, "avx512 kernels are compiled but the library has no zmm code"
 
 
 # ---- the sdist --------------------------------------------------------------------------------

@@ -1,0 +1,147 @@
+/* gemm_ukr_impl.h -- template body of gemm_kernels.h: the micro-kernel and the packer of one
+ * dtype for one instruction set.  No include guard on purpose.  Parameters:
+ *   FNN_REAL          element type
+ *   FNN_K(name)       name with dtype letter and ISA suffix (fnn_skernel_avx512 from skernel)
+ *   FNN_TARGET        the ISA's function attribute (empty for generic)
+ *   FNN_VBYTES        bytes per vector
+ *   FNN_MR, FNN_NV    rows of the micro-tile, vectors per row (NR = FNN_NV lanes-per-vector)
+ *   FNN_VFMA(a, b, c) a*b + c, rounded once, on every lane
+ * Contract and accumulation order: gemm_kernels.h. */
+
+typedef FNN_REAL FNN_K(vec) __attribute__((vector_size(FNN_VBYTES)));
+#define V FNN_K(vec)
+#define VL ((int)(FNN_VBYTES / sizeof(FNN_REAL)))
+#define MR FNN_MR
+#define NR (FNN_NV * VL)
+
+/* The R x NR tile at t (row stride rs): [t +] a b over kc steps of p, for rows i < R; rows past
+ * mr re-read row 0 of a (in bounds; the caller never stores them to C).  R is a constant at each
+ * call site (always inlined), so the accumulators are registers and the loops unroll. */
+FNN_TARGET static inline __attribute__((always_inline)) void
+FNN_K(tile)(const int R, const int packed, int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
+            ptrdiff_t csa, int mr, const FNN_REAL *restrict b, FNN_REAL *restrict t, ptrdiff_t rs,
+            int accumulate)
+{
+    /* packed A (rsa = 1, csa = MR): constant offsets, no row pointers to keep in registers */
+    if (packed) {
+        rsa = 1;
+        csa = MR;
+    }
+    V acc[MR][FNN_NV];
+    const FNN_REAL *ai[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < R; i++) ai[i] = a + (i < mr ? i : 0) * rsa;
+#pragma GCC unroll 16
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; v++) {
+            if (accumulate)
+                memcpy(&acc[i][v], t + i * rs + v * VL, sizeof(V));
+            else
+                acc[i][v] = (V){0};
+        }
+    /* two steps of p per iteration: +4-7 % for AVX-512 double, +0-4 % float (1 thread, both
+     * builds alternating in one process); the order of the FMAs is the same */
+#pragma GCC unroll 2
+    for (int p = 0; p < kc; p++, b += NR) {
+        const ptrdiff_t o = p * csa;
+        V bv[FNN_NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; v++) bv[v] = *(const V *)(b + v * VL);
+#pragma GCC unroll 16
+        for (int i = 0; i < R; i++) {
+            /* a broadcast: x - (+0) is x for every x, -0 and NaN included */
+            const V x = ai[i][o] - (V){0};
+#pragma GCC unroll 4
+            for (int v = 0; v < FNN_NV; v++) acc[i][v] = FNN_VFMA(x, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < FNN_NV; v++) memcpy(t + i * rs + v * VL, &acc[i][v], sizeof(V));
+}
+
+/* C(i,j) = [C(i,j) +] sum_p a(i,p) Bp[p*NR + j] for the mr x nr part of one MR x NR tile.  Edge
+ * tiles (mr < MR, nr < NR, or a transposed C) are computed in a tile-sized buffer and copied. */
+FNN_TARGET static void FNN_K(kernel)(int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
+                                     ptrdiff_t csa, const FNN_REAL *restrict b,
+                                     FNN_REAL *restrict c, ptrdiff_t rsc, ptrdiff_t csc, int mr,
+                                     int nr, int accumulate)
+{
+    const int full = csc == 1 && mr == MR && nr == NR;
+    FNN_REAL buf[MR * NR] __attribute__((aligned(64)));
+    FNN_REAL *t = full ? c : buf;
+    const ptrdiff_t rs = full ? rsc : NR;
+    if (!full && accumulate) {
+        memset(buf, 0, sizeof buf);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++) buf[i * NR + j] = c[i * rsc + j * csc];
+    }
+    /* Row tiles rounded up to 1, 2, 4, 6, ... rows: the row edge (batch 32 = 2 x 14 + 4) skips
+     * the FMAs of rows never stored; each stored element gets the same FMAs in the same order. */
+#define FNN_TILE_UPTO(R, PK) if (mr <= (R) || (R) >= MR) FNN_K(tile)((R) < MR ? (R) : MR, PK, kc, a, rsa, csa, mr, b, t, rs, accumulate); else
+    if (rsa == 1 && csa == MR) {
+        FNN_TILE_UPTO(1, 1) FNN_TILE_UPTO(2, 1) FNN_TILE_UPTO(4, 1) FNN_TILE_UPTO(6, 1)
+        FNN_TILE_UPTO(8, 1) FNN_TILE_UPTO(10, 1) FNN_TILE_UPTO(12, 1) FNN_TILE_UPTO(14, 1)
+        FNN_TILE_UPTO(16, 1) FNN_K(tile)(MR, 1, kc, a, rsa, csa, mr, b, t, rs, accumulate);
+    } else {
+        FNN_TILE_UPTO(1, 0) FNN_TILE_UPTO(2, 0) FNN_TILE_UPTO(4, 0) FNN_TILE_UPTO(6, 0)
+        FNN_TILE_UPTO(8, 0) FNN_TILE_UPTO(10, 0) FNN_TILE_UPTO(12, 0) FNN_TILE_UPTO(14, 0)
+        FNN_TILE_UPTO(16, 0) FNN_K(tile)(MR, 0, kc, a, rsa, csa, mr, b, t, rs, accumulate);
+    }
+#undef FNN_TILE_UPTO
+    if (!full)
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = buf[i * NR + j];
+}
+
+/* Panels of W lanes (W = MR or NR, a constant at each call site): dst[panel][p][lane] =
+ * src[lane*ls + p*ks], lanes past `width` zero.  Full panels with lanes contiguous (B row-major,
+ * A transposed as in dW = A_prev^T dZ) are W-element copies per p; with k contiguous (A
+ * row-major, B transposed as W^T in dX) a transpose through an W x FNN_PACK_KB block held in
+ * registers; anything else, and the last partial panel, a gather. */
+FNN_TARGET static inline __attribute__((always_inline)) void
+FNN_K(pack_w)(const int W, FNN_REAL *restrict dst, const FNN_REAL *restrict src, ptrdiff_t ls,
+              ptrdiff_t ks, int width, int kc)
+{
+    for (int r0 = 0; r0 < width; r0 += W, dst += (ptrdiff_t)W * kc) {
+        const int w = width - r0 < W ? width - r0 : W;
+        const FNN_REAL *s = src + r0 * ls;
+        if (w == W && ls == 1) {
+            for (int p = 0; p < kc; p++) memcpy(dst + p * W, s + p * ks, W * sizeof(FNN_REAL));
+        } else if (w == W && ks == 1) {
+            int p0 = 0;
+            for (; p0 + FNN_PACK_KB <= kc; p0 += FNN_PACK_KB) {
+                FNN_REAL blk[MR > NR ? MR : NR][FNN_PACK_KB];
+#pragma GCC unroll 16
+                for (int r = 0; r < W; r++) memcpy(blk[r], s + r * ls + p0, sizeof blk[r]);
+#pragma GCC unroll 16
+                for (int q = 0; q < FNN_PACK_KB; q++)
+#pragma GCC unroll 16
+                    for (int r = 0; r < W; r++) dst[(p0 + q) * W + r] = blk[r][q];
+            }
+            for (; p0 < kc; p0++)
+                for (int r = 0; r < W; r++) dst[p0 * W + r] = s[r * ls + p0];
+        } else {
+            for (int p = 0; p < kc; p++) {
+                for (int r = 0; r < w; r++) dst[p * W + r] = s[r * ls + p * ks];
+                for (int r = w; r < W; r++) dst[p * W + r] = 0;
+            }
+        }
+    }
+}
+
+FNN_TARGET static void FNN_K(pack)(FNN_REAL *restrict dst, const FNN_REAL *restrict src,
+                                   ptrdiff_t ls, ptrdiff_t ks, int width, int kc, int W)
+{
+    if (W == NR)
+        FNN_K(pack_w)(NR, dst, src, ls, ks, width, kc);
+    else
+        FNN_K(pack_w)(MR, dst, src, ls, ks, width, kc);
+}
+
+#undef V
+#undef VL
+#undef MR
+#undef NR
