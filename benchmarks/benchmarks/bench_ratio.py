@@ -5,7 +5,7 @@ regression signal than either timing alone.  Each track_ returns fastnn's time /
 time, so that lower is better, as asv assumes for every figure (``asv continuous`` flags a
 rise as a regression): 0.05 means fastnn takes 5 % of the baseline's time (20x faster).  The
 GEMM-floor figure is fastnn's step time as a multiple of the time of the step's matrix products
-alone through NumPy's BLAS (issue 4's target: <= 1.3).
+alone through NumPy's BLAS (target: <= 1.3).
 """
 import numpy as np
 

@@ -2,7 +2,7 @@
 
 Design: every benchmark builds its data in ``setup`` from these helpers (cached per process,
 so a class's grid does not regenerate the same arrays) and times only the call.  The network is
-the MNIST-shaped one of issue 4 (784 -> 512 -> 256 -> 10) unless a class says otherwise; the
+the MNIST-shaped one (784 -> 512 -> 256 -> 10) unless a class says otherwise; the
 training benchmarks use 10,000 examples so that an epoch stays around a second.
 """
 import functools
