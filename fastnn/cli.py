@@ -236,6 +236,9 @@ def _add_delegated(sub, name, help, module, add_options, run):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="fastnn", description="Fast MLP training on CPUs.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--verbose", action="store_true",
+                        help="with --version: also what the build knows (Limited API, OpenMP runtime)")
     sub = parser.add_subparsers(dest="command")
     _add_train(sub)
     _add_predict(sub)
@@ -247,9 +250,20 @@ def build_parser():
     return parser
 
 
+def _print_version(verbose):
+    from . import __version__, _core
+    print(f"fastnn {__version__}")
+    if verbose:
+        for key, value in _core.build_info().items():
+            print(f"  {key}: {value}")
+    return 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:
+        return _print_version(args.verbose)
     if args.command is None:
         parser.print_help()
         return 2

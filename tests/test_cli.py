@@ -231,3 +231,16 @@ def test_data_csv_that_is_not_numeric_is_a_format_error(tmp_path, loader):
     path.write_text("a,b,y\n1,2,0\n3,x,1\n")
     with pytest.raises(fn.FormatError, match="numeric CSV"):
         LOADERS[loader](path)
+
+
+def test_version_and_build_info():
+    res = run("--version")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"fastnn {fn.__version__}"
+    res = run("--version", "--verbose")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"fastnn {fn.__version__}"
+    info = fn._core.build_info()
+    assert [l.split(":")[0].strip() for l in lines[1:]] == list(info)
+    assert f"openmp_runtime: {info['openmp_runtime']}" in res.stdout
