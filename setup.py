@@ -67,7 +67,8 @@ if sys.platform == "win32":
 else:
     compile_args = ["-O3", "-fno-math-errno", "-std=c11", "-fvisibility=hidden"]
     link_args = []
-    omp_flags = ["-fopenmp"]
+    # Apple's clang has OpenMP but no runtime and no omp.h: only with FASTNN_OPENMP_LIB (libomp).
+    omp_flags = ["-Xpreprocessor", "-fopenmp"] if sys.platform == "darwin" else ["-fopenmp"]
 
 if os.environ.get("FASTNN_SANITIZE", "") not in ("", "0") and sys.platform != "win32":
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
@@ -86,6 +87,9 @@ if omp_lib:
                  f"got {omp_lib!r}")
     omp_lib = os.path.abspath(omp_lib)
     omp_link = [omp_lib, "-Wl,-rpath," + os.path.dirname(omp_lib)]
+    if sys.platform == "darwin":       # the runtime's own omp.h, beside its lib/ (a prefix)
+        omp_flags = omp_flags + ["-I" + os.path.join(os.path.dirname(os.path.dirname(omp_lib)),
+                                                     "include")]
 
 use_openmp = os.environ.get("FASTNN_NO_OPENMP", "") in ("", "0") and (
     sys.platform == "win32" or _compiler_accepts(omp_flags + omp_link, OPENMP_PROBE))

@@ -189,10 +189,13 @@ def test_sdist_has_the_sources_and_no_generated_files(tmp_path):
 @pytest.mark.skipif(not HAS_SOURCE_TREE, reason="no source tree beside the tests")
 @pytest.mark.skipif(not _has_module("build"), reason="the `build` package is not installed")
 def test_wheel_installs_and_trains_in_a_clean_venv(tmp_path):
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True)
-    (wheel,) = dist.glob("fastnn-*.whl")
+    if os.environ.get("FASTNN_WHEEL"):            # the repaired wheel of wheels/build.sh
+        wheel = Path(os.environ["FASTNN_WHEEL"])
+    else:
+        dist = tmp_path / "dist"
+        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist),
+                        str(ROOT)], check=True)
+        (wheel,) = dist.glob("fastnn-*.whl")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     bindir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
