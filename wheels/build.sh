@@ -118,7 +118,7 @@ ls -la "$dist"
 unset FASTNN_OPENMP_LIB
 results=()
 test_wheel() {
-    local py="$1" venv="$work/venv-$1" empty="$work/empty-$1"
+    local py="$1" venv="$work/venv-$2" empty="$work/empty-$2" log="$work/pytest-$2.log"
     say "$py: a fresh venv, pip install the repaired wheel"
     "$py" -m venv "$venv"
     local vpy="$venv/bin/python"
@@ -162,13 +162,13 @@ assert runtime.startswith(here) and "fastnn.libs" in runtime and "libomp" in run
     say "$py: the whole test suite against the installed wheel"
     FASTNN_TEST_WHEEL=1 FASTNN_WHEEL="$wheel" \
         "$venv/bin/pytest" -q -p no:cacheprovider --rootdir "$empty" "$root/tests" \
-        | tee "$work/pytest-$py.log"
-    results+=("$py ($("$vpy" -c 'import platform; print(platform.python_version())')): $(tail -n 1 "$work/pytest-$py.log")")
+        | tee "$log"
+    results+=("$py ($("$vpy" -c 'import platform; print(platform.python_version())')): $(tail -n 1 "$log")")
     cd "$root"
 }
 
-for py in "${test_pythons[@]}"; do
-    test_wheel "$py"
+for i in "${!test_pythons[@]}"; do
+    test_wheel "${test_pythons[$i]}" "$i"
 done
 
 say "done"
