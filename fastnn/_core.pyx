@@ -202,7 +202,7 @@ def build_info():
     cdef char path[4096]
     runtime = None
     if fnn_has_openmp():
-        runtime = (os.fsdecode(<bytes>path)
+        runtime = (os.path.normpath(os.fsdecode(<bytes>path))
                    if fnn_openmp_runtime_path(path, sizeof(path)) == 0 else "unknown")
     limited = FNN_PY_LIMITED_API
     return {"limited_api": f"{limited >> 24}.{(limited >> 16) & 0xFF}" if limited else None,
