@@ -36,12 +36,16 @@ def show_config(print_out=True):
         those, what this CPU and OS run), ``isa_requested`` (``FASTNN_ISA``, or None) and
         ``isa`` (in use); ``gemm_kernel`` (its GEMM table) and ``gemm_tiles``: per compiled
         instruction set and dtype, the micro-tile ``mr`` x ``nr`` and cache blocks ``kc``, ``mc``,
-        ``nc`` (elements).
+        ``nc`` (elements); ``limited_api`` (the Python Limited API version of an abi3 build, or
+        None) and ``openmp_runtime`` (the OpenMP library the kernels call, as loaded).
     """
     from . import __version__
+    build = _core.build_info()
     cfg = {
         "version": __version__,
         "openmp": _core.has_openmp(),
+        "openmp_runtime": build["openmp_runtime"],
+        "limited_api": build["limited_api"],
         "threads": get_num_threads(),
         "isa_compiled": list(_core.isas_compiled()),
         "isa_supported": list(_core.isas_supported()),
@@ -55,7 +59,10 @@ def show_config(print_out=True):
     if print_out:
         lines = [f"fastnn {cfg['version']}",
                  f"  OpenMP:          {'yes' if cfg['openmp'] else 'no (serial kernels)'}, "
-                 f"{cfg['threads']} thread(s)",
+                 f"{cfg['threads']} thread(s); runtime {cfg['openmp_runtime']}",
+                 f"  Python API:      "
+                 + (f"Limited API {cfg['limited_api']} (abi3)" if cfg["limited_api"]
+                    else "this Python version only"),
                  f"  ISAs compiled:   {', '.join(cfg['isa_compiled'])}",
                  f"  ISAs supported:  {', '.join(cfg['isa_supported'])}",
                  f"  ISA in use:      {cfg['isa']}"

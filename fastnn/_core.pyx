@@ -11,6 +11,8 @@ from cython cimport floating
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
+import os
+
 import numpy as np
 
 
@@ -26,6 +28,7 @@ cdef extern from "fastnn.h" nogil:
 
     int fnn_has_openmp()
     int fnn_omp_max_threads()
+    int fnn_openmp_runtime_path(char *out, size_t size)
     const char *fnn_gemm_kernel_name()
     int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, int *nc)
     int FNN_ISA_COUNT
@@ -186,6 +189,37 @@ def has_openmp():
 def omp_max_threads():
     """omp_get_max_threads() of fastnn's OpenMP runtime (1 without OpenMP)."""
     return fnn_omp_max_threads()
+
+
+cdef extern from *:
+    """
+    #ifdef Py_LIMITED_API
+    #define FNN_PY_LIMITED_API Py_LIMITED_API
+    #else
+    #define FNN_PY_LIMITED_API 0
+    #endif
+    """
+    long FNN_PY_LIMITED_API
+
+
+def build_info():
+    """What only the build knows, as a dict.
+
+    ``limited_api``: the Python Limited API version this module was compiled for (``"3.11"``: one
+    ``abi3`` module for CPython 3.11 and later), or ``None`` for a build for one Python version.
+    ``openmp``: compiled with OpenMP.  ``openmp_runtime``: the file of the OpenMP runtime that
+    the kernels call, as loaded in this process (the copy a wheel bundles, or the compiler's own
+    for a source build); ``"unknown"`` where it cannot be told, ``None`` without OpenMP.
+    """
+    cdef char path[4096]
+    runtime = None
+    if fnn_has_openmp():
+        runtime = (os.path.normpath(os.fsdecode(<bytes>path))
+                   if fnn_openmp_runtime_path(path, sizeof(path)) == 0 else "unknown")
+    limited = FNN_PY_LIMITED_API
+    return {"limited_api": f"{limited >> 24}.{(limited >> 16) & 0xFF}" if limited else None,
+            "openmp": bool(fnn_has_openmp()),
+            "openmp_runtime": runtime}
 
 
 def gemm_kernel_name():

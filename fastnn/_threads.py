@@ -23,17 +23,37 @@ _SPIN = {"GOMP_SPINCOUNT": "3000", "KMP_BLOCKTIME": "1"}
 _USER_POLICY = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 
 
-def _load_core():
-    """Import the compiled core, its OpenMP runtime reading the short spin (see Load above)."""
-    if any(k in os.environ for k in _USER_POLICY):
-        from . import _core
-        return _core
+def _user_chose_a_policy():
+    return any(k in os.environ for k in _USER_POLICY)
+
+
+def _set_short_spin():
+    """Put the short spin in the environment (unless the user chose a policy); True if it did."""
+    if _user_chose_a_policy():
+        return False
     os.environ.update(_SPIN)
+    return True
+
+
+def _clear_short_spin():
+    for key in _SPIN:
+        os.environ.pop(key, None)
+
+
+def _load_core():
+    """Import the compiled core, its OpenMP runtime reading the short spin.
+
+    libgomp reads its settings when it is loaded, LLVM's libomp (bundled in the Linux wheels) at
+    its first call: the import and a first call run with the variables set, which then leave the
+    environment.
+    """
+    was_set = _set_short_spin()
     try:
         from . import _core
+        _core.omp_max_threads()
     finally:
-        for key in _SPIN:
-            os.environ.pop(key, None)
+        if was_set:
+            _clear_short_spin()
     return _core
 
 
@@ -46,16 +66,31 @@ _local = threading.local()  # .n: the calling thread's override, set by threads(
 _ADAPT_TO_LOAD = True       # team_size shrinks teams on a busy machine (tests turn it off)
 _team_started = False       # a kernel of this process was given more than one thread
 _forked_after_team = False  # a fork() child of a process whose OpenMP team had started
+_spin_set_for_fork = False   # the short spin was put in the environment for a fork
+
+
+def _before_fork():
+    # LLVM's libomp starts anew in the child and reads its settings during fork() itself.
+    global _spin_set_for_fork
+    _spin_set_for_fork = _set_short_spin()
+
+
+def _after_fork_in_parent():
+    if _spin_set_for_fork:
+        _clear_short_spin()
 
 
 def _after_fork_in_child():
     global _forked_after_team
+    if _spin_set_for_fork:
+        _clear_short_spin()
     if _team_started:
         _forked_after_team = True
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 
 def _usable_cores():

@@ -350,6 +350,9 @@ def _add_delegated(sub, name, help, module, add_options, run):
 
 def build_parser():
     parser = _Parser(prog="fastnn", description="Fast MLP training on CPUs.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--verbose", action="store_true",
+                        help="with --version: also what the build knows (Limited API, OpenMP runtime)")
     sub = parser.add_subparsers(dest="command")
     _add_train(sub)
     _add_predict(sub)
@@ -366,9 +369,20 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
           else file)
 
 
+def _print_version(verbose):
+    from . import __version__, _core
+    print(f"fastnn {__version__}")
+    if verbose:
+        for key, value in _core.build_info().items():
+            print(f"  {key}: {value}")
+    return 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.version:
+        return _print_version(args.verbose)
     if args.command is None:
         parser.error("a command is required: train, predict, search, gradcheck or bench")
     with warnings.catch_warnings():

@@ -59,6 +59,10 @@ typedef enum { FNN_SGD = 0, FNN_MOMENTUM = 1, FNN_RMSPROP = 2, FNN_ADAM = 3, FNN
 
 int fnn_has_openmp(void);          /* 1 when compiled with OpenMP */
 int fnn_omp_max_threads(void);     /* omp_get_max_threads(), 1 without OpenMP */
+/* The file of the OpenMP runtime this library calls (the loaded shared object that defines
+ * omp_get_max_threads), NUL-terminated in out[0..size).  Returns 0, or -1 when it cannot be told:
+ * no OpenMP, a runtime linked statically, a platform without a way to ask, or size too small. */
+int fnn_openmp_runtime_path(char *out, size_t size);
 const char *fnn_gemm_kernel_name(void); /* the GEMM micro-kernel table in use: "generic",
                                            "avx2-fma" or "avx512" */
 int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, int *nc);

