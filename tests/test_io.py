@@ -225,12 +225,17 @@ def _python(code, *args, timeout=120, address_space=None):
     import subprocess
     import sys
 
-    def limit():
-        if address_space is not None:
+    asan = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+    def limit():  # AddressSanitizer reserves terabytes of address space: it caps RSS instead
+        if address_space is not None and not asan:
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    if asan and address_space is not None:
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "")
+                               + f":hard_rss_limit_mb={max(512, address_space >> 20)}")
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, preexec_fn=limit, env=env)
 
