@@ -21,6 +21,8 @@ import warnings
 
 import numpy as np
 
+from fastnn.bench import _cpu_name
+
 
 def _cases(quick):
     """(name, kind, X_train, X_test, y_train, y_test, params) for every case."""
@@ -99,17 +101,6 @@ def run(repeat=3, quick=False, fastnn_threads=()):
            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
            "repeat": repeat}
     return {"env": env, "rows": rows}
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _format_row(row):

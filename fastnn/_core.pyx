@@ -609,6 +609,14 @@ cdef class Net:
             raise ValueError(f"{what}: {m} rows, the workspace holds {max_rows}")
         return 0
 
+    cdef char *_infer_ws(self, bint is_double, int m, int n_threads, list keep, size_t *wsb):
+        """A workspace of this call's own for inference on m rows (kept alive by `keep`)."""
+        if is_double:
+            wsb[0] = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
+        else:
+            wsb[0] = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
+        return _aligned_ws(wsb[0], keep)
+
     cdef int _check_targets(self, Py_ssize_t m, const int32_t[::1] labels, Py_ssize_t y_rows,
                             Py_ssize_t y_cols, bint has_y) except -1:
         if labels is not None:
@@ -649,11 +657,7 @@ cdef class Net:
         if m == 0:
             return
         keep = []
-        if floating is float:
-            wsb = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
-        else:
-            wsb = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
-        ws = _aligned_ws(wsb, keep)
+        ws = self._infer_ws(floating is double, m, n_threads, keep, &wsb)
         with nogil:
             if floating is float:
                 rc = fnn_snet_infer(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
@@ -680,11 +684,7 @@ cdef class Net:
         if m == 0:
             return 0.0, 0
         keep = []
-        if floating is float:
-            wsb = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
-        else:
-            wsb = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
-        ws = _aligned_ws(wsb, keep)
+        ws = self._infer_ws(floating is double, m, n_threads, keep, &wsb)
         with nogil:
             if floating is float:
                 rc = fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
