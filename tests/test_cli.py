@@ -271,7 +271,7 @@ def test_data_symlink_to_a_device_is_refused_unread(tmp_path, loader):
     if asan:
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":hard_rss_limit_mb=4096"
     res = subprocess.run([sys.executable, "-c", code, str(link)], capture_output=True,
-                         text=True, timeout=120, preexec_fn=limit, env=env)
+                         text=True, timeout=120, preexec_fn=limit, env=env, cwd=HERE)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "FormatError" in res.stdout and "regular file" in res.stdout
 

@@ -29,7 +29,7 @@ def run_python(code, timeout=120, env=None):
         if p)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+                          text=True, timeout=timeout, env=full_env, cwd=HERE)
 
 
 # ---- the GEMM workspace ------------------------------------------------------------------------

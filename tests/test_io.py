@@ -237,7 +237,8 @@ def _python(code, *args, timeout=120, address_space=None):
         env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "")
                                + f":hard_rss_limit_mb={max(512, address_space >> 20)}")
     return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=limit, env=env)
+                          text=True, timeout=timeout, preexec_fn=limit, env=env,
+                          cwd=os.path.dirname(__file__))  # not a source tree: its fastnn
 
 
 def _call_with_timeout(call, unblock, timeout=10):
@@ -525,7 +526,8 @@ def _stalled_writer(path, folder, already):
     import time
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.Popen([sys.executable, "-c", _STALLED_SAVE, str(path)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_SAVE, str(path)], env=env,
+                            cwd=os.path.dirname(__file__))
     deadline = time.monotonic() + 60
     while len(_temporaries(folder)) <= len(already):
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -238,7 +238,8 @@ def test_optimizer_bit_identical_across_isas(pair, kind):
 
 def _fresh(code, **env_vars):
     env = {k: v for k, v in os.environ.items() if k not in ("FASTNN_ISA", "FASTNN_GEMM_KERNEL")}
-    env.update(env_vars, PYTHONPATH=ROOT)
+    # the fastnn this process imported (a source tree holds no compiled core)
+    env.update(env_vars, PYTHONPATH=os.path.dirname(os.path.dirname(fn.__file__)))
     return subprocess.run([sys.executable, "-W", "always", "-c", code], env=env,
                           capture_output=True, text=True, timeout=120, cwd=HERE)
 

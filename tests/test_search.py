@@ -641,10 +641,12 @@ def _wait_for(predicate, timeout):
 
 
 def _start_search(tmp_path, backend, seed):
+    here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH", "")]))
+        [here, os.path.dirname(os.path.dirname(fn.__file__))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     child = subprocess.Popen([sys.executable, "-c", _SEARCH_CHILD, backend, str(tmp_path),
-                              str(tmp_path / "j.jsonl"), str(seed)], env=env,
+                              str(tmp_path / "j.jsonl"), str(seed)], env=env, cwd=here,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stuck = _wait_for(lambda: len(list(tmp_path.glob("slow-*"))) >= 2, 120)
     return child, stuck

@@ -109,10 +109,10 @@ def test_openmp_spin_setting_stays_out_of_the_environment():
             if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_WAIT_POLICY")}
     base["PYTHONPATH"] = pythonpath
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=base, timeout=60)
+                         env=base, timeout=60, cwd=HERE)
     assert out.stdout.split() == ["None", "None", "None"], out.stderr
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(base, OMP_WAIT_POLICY="passive"), timeout=60)
+                         env=dict(base, OMP_WAIT_POLICY="passive"), timeout=60, cwd=HERE)
     assert out.stdout.split() == ["None", "None", "passive"], out.stderr
 
 
@@ -167,7 +167,7 @@ def test_short_spin_holds_in_a_forked_child_and_leaves_no_variable():
            if k not in ("GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(fn.__file__))
     out = subprocess.run([sys.executable, "-c", _FORK_SPIN_CHILD], capture_output=True,
-                         text=True, env=env, timeout=60)
+                         text=True, env=env, timeout=60, cwd=HERE)
     assert out.returncode == 0, out.stderr
     lines = dict(line.split() for line in out.stdout.splitlines())
     assert set(lines) == {"parent", "child", "after"}, out.stdout
