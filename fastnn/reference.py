@@ -46,7 +46,7 @@ LEAKY_SLOPE = 0.01
 """Slope of ``leaky_relu`` for negative inputs (``FNN_LEAKY_SLOPE``)."""
 
 BN_EPS = 1e-5
-"""Batch-norm epsilon of the SPEC."""
+"""Batch-norm epsilon (as PyTorch's BatchNorm1d)."""
 
 
 # ---- activations (activations.c) --------------------------------------------------------------
@@ -171,7 +171,7 @@ def loss_grad(loss, Z, y, scale=1.0):
       (``= -[y log σ(z) + (1-y) log(1-σ(z))]``), ``dZ = scale · (σ(z) - y)``.
     * ``"mse"`` (linear), per element: ``(z - y)²``, ``dZ = scale · 2 (z - y)``.
 
-    The SPEC's mean losses are ``sum/m`` (xent) and ``sum/(m·n)`` (bce, mse): pass
+    The mean losses are ``sum/m`` (xent) and ``sum/(m·n)`` (bce, mse): pass
     ``scale = 1/m`` or ``1/(m·n)`` to get their gradients.
 
     Parameters
@@ -548,7 +548,7 @@ def batchnorm_forward_train(Z, gamma, beta, running_mean, running_var, momentum=
         running_mean = momentum · running_mean + (1 - momentum) · mu
         running_var  = momentum · running_var  + (1 - momentum) · var · m/(m - 1)   (unbiased)
 
-    ``momentum`` is the SPEC's β (``bn_momentum=0.9``); PyTorch's ``momentum`` is ``1 - β``.
+    ``momentum`` is fastnn's β (``bn_momentum=0.9``); PyTorch's ``momentum`` is ``1 - β``.
 
     Parameters
     ----------
@@ -709,7 +709,7 @@ def mlp_forward(params, layers, X, training=False, masks=None):
     Parameters
     ----------
     params : dict of str -> ndarray
-        The SPEC's weights: ``"{i}.W"`` (n_in, units); ``"{i}.b"`` (units,) or, for batch-norm
+        The model's weights: ``"{i}.W"`` (n_in, units); ``"{i}.b"`` (units,) or, for batch-norm
         layers, ``"{i}.gamma"``, ``"{i}.beta"``, ``"{i}.running_mean"``, ``"{i}.running_var"``.
     layers : list of dict
         ``{"units": int, "activation": str, "keep_prob": float = 1.0, "batch_norm": bool =

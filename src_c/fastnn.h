@@ -175,7 +175,7 @@ void fnn_dact_backward(fnn_act act, const double *a, double *dA, ptrdiff_t count
  *   MSE (linear):    per element  (z - y)^2;                       dZ = scale*2*(z - y)
  *                    targets: `Y` (m, n); `labels` unused.
  *   dZ may alias Z.  ldz, ldy are row strides of Z/dZ and Y.
- * The mean losses of the SPEC are sum/m (XENT) and sum/(m*n) (BCE, MSE): the caller divides and
+ * The mean losses are sum/m (XENT) and sum/(m*n) (BCE, MSE): the caller divides and
  * passes scale = 1/m or 1/(m*n) accordingly.
  */
 void fnn_ssoftmax_rows(int m, int n, const float *Z, ptrdiff_t ldz, float *P, ptrdiff_t ldp);

@@ -1,7 +1,7 @@
 """The optimization toolkit: optimizers on their own, gradient checks through batch norm,
 checkpoints, divergence, schedules, the EWA-smoothed loss, and the course's optimizer comparison.
 
-Oracles: ``fastnn.reference`` (NumPy), the formulas of SPEC.md written out here, central
+Oracles: ``fastnn.reference`` (NumPy), the product's formulas written out here, central
 differences, and a second run of the same deterministic training.
 """
 import json
@@ -72,7 +72,7 @@ def test_step_on_dicts_matches_reference(name, dtype, shapes, n_steps, seed, thr
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_formulas_written_out(dtype):
-    """SPEC.md's formulas by hand for three steps, independent of fastnn.reference."""
+    """The formulas by hand for three steps, independent of fastnn.reference."""
     rng = np.random.default_rng(0)
     p0 = rng.standard_normal(50)
     gs = [rng.standard_normal(50) for _ in range(3)]

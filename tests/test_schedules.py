@@ -1,4 +1,4 @@
-"""fastnn.schedules: the SPEC's formulas, config round trips and resolve_schedule."""
+"""fastnn.schedules: their formulas, config round trips and resolve_schedule."""
 
 import json
 
