@@ -16,6 +16,7 @@ workspace of each call's own, so any number of threads may use one model at once
 a second training of the same model from another thread raises ``RuntimeError``.
 """
 import contextlib
+import functools
 import math
 import numbers
 import threading
@@ -233,6 +234,12 @@ class MLP:
 
     # ---- layout ------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _macs_per_row(self):
+        """Multiply-adds of one row's forward pass (the architecture is fixed: read once)."""
+        return sum(int(np.prod(shape)) for key, (_, shape) in self._param_layout.items()
+                   if key.endswith(".W"))
+
     def _build_buffers(self):
         """Lay every array out in the flat buffers; keep (name -> (offset, shape)) tables."""
         self._param_layout, self._buffer_layout = _layout(self.n_inputs, self.layers)
@@ -442,7 +449,7 @@ class MLP:
         if n_threads is None:
             n_threads = get_num_threads()
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
-        macs = sum(W.size for W in (self._array(f"{i}.W") for i in range(len(self.layers))))
+        macs = self._macs_per_row
         for start in range(0, X.shape[0], _CHUNK_ROWS):
             stop = min(X.shape[0], start + _CHUNK_ROWS)
             # a call worth ~0.1 ms or more sizes its team for the load of the moment
