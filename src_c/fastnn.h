@@ -150,6 +150,37 @@ int fnn_dgemm(int m, int n, int k,
               double *C, ptrdiff_t ldc,
               fnn_depilogue ep, void *ep_ctx, void *ws, size_t ws_bytes, int n_threads);
 
+/* ---- GEMM against a packed B (gemm.c) -----------------------------------------------------
+ *
+ * For a chain of products that reuses each B many times (inference streams row blocks of X
+ * through every layer's weights), B is packed once and each product then packs only its block of
+ * A.  The packed layout belongs to one instruction set: `isa` (an fnn_isa the build compiled,
+ * normally fnn_isa_active() read once by the caller) must be the same for the pack and the
+ * products that use it.
+ *
+ * fnn_gemm_packed_b_size(k, n, elem_size): bytes of a packed k x n B, the most over every
+ *   compiled ISA (64-byte multiple).
+ * fnn_?gemm_pack_b(isa, k, n, B, rsb, csb, Bp, part, n_parts): pack part `part` of `n_parts`
+ *   (a share of B's column panels) into Bp (64-byte aligned); the parts of 0..n_parts-1 together
+ *   pack all of B, each writing its own bytes, so a team may pack in parallel.
+ * fnn_gemm_packed_ws_size(m, k, elem_size): bytes of ws for a product of up to m rows, depth k.
+ * fnn_?gemm_packed(isa, m, n, k, A, rsa, csa, Bp, C, ldc, ep, ctx, ws, ws_bytes): C = A B on the
+ *   calling thread, B as packed by pack_b with the same isa, k and n; the epilogue gets C's row
+ *   blocks (full width, i0 relative to this call).  Same bits as fnn_?gemm.  Returns FNN_OK,
+ *   FNN_EINVAL, or FNN_EWORKSPACE. */
+size_t fnn_gemm_packed_b_size(int k, int n, size_t elem_size);
+size_t fnn_gemm_packed_ws_size(int m, int k, size_t elem_size);
+int fnn_sgemm_pack_b(int isa, int k, int n, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                     float *Bp, int part, int n_parts);
+int fnn_dgemm_pack_b(int isa, int k, int n, const double *B, ptrdiff_t rsb, ptrdiff_t csb,
+                     double *Bp, int part, int n_parts);
+int fnn_sgemm_packed(int isa, int m, int n, int k, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float *Bp, float *C, ptrdiff_t ldc, fnn_sepilogue ep, void *ep_ctx,
+                     void *ws, size_t ws_bytes);
+int fnn_dgemm_packed(int isa, int m, int n, int k, const double *A, ptrdiff_t rsa, ptrdiff_t csa,
+                     const double *Bp, double *C, ptrdiff_t ldc, fnn_depilogue ep, void *ep_ctx,
+                     void *ws, size_t ws_bytes);
+
 /* ---- activations (activations.c) ---------------------------------------------------------
  *
  * fnn_sact_forward:   x[i] = g(x[i]) for i < count, in place (not for softmax).

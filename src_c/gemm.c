@@ -22,6 +22,11 @@
  * Epilogue blocks: one mb x nb block (mb <= mc, nb <= nc) per row block of each thread's column
  * block, called right after the last pass over k stored it.  Blocks need not span whole rows.
  *
+ * Few rows (m <= MR, e.g. predicting one sample): C has one row panel, so every B element is used
+ * once and packing B would cost as much as the product; when B's columns are contiguous (the
+ * weights W of Z = A W) the kernel reads B in place, row p of a micro-panel at B + p*rsb, and
+ * only a last partial column panel is packed (a full-width read would run past B's rows).
+ *
  * Narrow outputs (n <= NR, e.g. the 10-class output layer): C has one column panel, so every A
  * element is used once and packing A would be pure overhead; the kernel reads A in place through
  * its strides, and threads split the rows.  When the padding of n to NR would waste much more than
@@ -53,7 +58,9 @@ typedef struct {
     int kc, mc, nc;      /* cache blocks (elements): the table in the header comment */
     void (*pack)(float *restrict, const float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
     void (*kernel)(int, const float *restrict, ptrdiff_t, ptrdiff_t, const float *restrict,
-                   float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+                   ptrdiff_t, float *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*wide)(int, const float *restrict, ptrdiff_t, ptrdiff_t, int, const float *restrict,
+                 ptrdiff_t, float *restrict, ptrdiff_t, int, int);
 } fnn_sukr;
 
 typedef struct {
@@ -61,7 +68,9 @@ typedef struct {
     int kc, mc, nc;
     void (*pack)(double *restrict, const double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
     void (*kernel)(int, const double *restrict, ptrdiff_t, ptrdiff_t, const double *restrict,
-                   double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+                   ptrdiff_t, double *restrict, ptrdiff_t, ptrdiff_t, int, int, int);
+    void (*wide)(int, const double *restrict, ptrdiff_t, ptrdiff_t, int, const double *restrict,
+                 ptrdiff_t, double *restrict, ptrdiff_t, int, int);
 } fnn_dukr;
 
 typedef struct {
@@ -72,15 +81,21 @@ typedef struct {
 
 static const fnn_gemm_isa fnn_gemm_isas[FNN_ISA_COUNT] = {
     [FNN_ISA_GENERIC] = {"generic",
-        {FNN_GEN_MR, FNN_GEN_SNR, 512, 144, 512, fnn_spack_generic, fnn_skernel_generic},
-        {FNN_GEN_MR, FNN_GEN_DNR, 256, 72, 256, fnn_dpack_generic, fnn_dkernel_generic}},
+        {FNN_GEN_MR, FNN_GEN_SNR, 512, 144, 512, fnn_spack_generic, fnn_skernel_generic,
+         fnn_swide_generic},
+        {FNN_GEN_MR, FNN_GEN_DNR, 256, 72, 256, fnn_dpack_generic, fnn_dkernel_generic,
+         fnn_dwide_generic}},
 #ifdef FNN_GEMM_X86
     [FNN_ISA_AVX2] = {"avx2-fma",
-        {FNN_AVX2_MR, FNN_AVX2_SNR, 512, 144, 512, fnn_spack_avx2, fnn_skernel_avx2},
-        {FNN_AVX2_MR, FNN_AVX2_DNR, 256, 72, 256, fnn_dpack_avx2, fnn_dkernel_avx2}},
+        {FNN_AVX2_MR, FNN_AVX2_SNR, 512, 144, 512, fnn_spack_avx2, fnn_skernel_avx2,
+         fnn_swide_avx2},
+        {FNN_AVX2_MR, FNN_AVX2_DNR, 256, 72, 256, fnn_dpack_avx2, fnn_dkernel_avx2,
+         fnn_dwide_avx2}},
     [FNN_ISA_AVX512] = {"avx512",
-        {FNN_AVX512_MR, FNN_AVX512_SNR, 256, 144, 512, fnn_spack_avx512, fnn_skernel_avx512},
-        {FNN_AVX512_MR, FNN_AVX512_DNR, 256, 72, 256, fnn_dpack_avx512, fnn_dkernel_avx512}},
+        {FNN_AVX512_MR, FNN_AVX512_SNR, 256, 144, 512, fnn_spack_avx512, fnn_skernel_avx512,
+         fnn_swide_avx512},
+        {FNN_AVX512_MR, FNN_AVX512_DNR, 256, 72, 256, fnn_dpack_avx512, fnn_dkernel_avx512,
+         fnn_dwide_avx512}},
 #endif
 };
 
@@ -112,6 +127,8 @@ static int balanced_block(int len, int max, int unit)
 typedef struct {
     int transposed;      /* compute C^T = B^T A^T (narrow n) */
     int a_in_place;      /* one column panel: the kernel reads A unpacked */
+    int b_in_place;      /* one row panel, B's columns contiguous: the kernel reads B unpacked
+                          * (set by the caller of gemm_plan, which knows B's strides) */
     int kc, n_passes;    /* depth of a pass over k and their number (1 pass of 0 when k == 0) */
     int mc_max, nc_max;  /* largest row / column block, multiples of MR / NR */
     int tiles;           /* MR x NR micro-tiles of C: the most threads worth starting */
@@ -132,6 +149,7 @@ static fnn_gemm_plan gemm_plan(int m, int n, int k, int mr, int nr, int kc_max, 
     pl.transposed = n <= 2 * nr && n < m && 5.0 * transposed < 4.0 * direct;
     const int mm = pl.transposed ? n : m, nn = pl.transposed ? m : n;
     pl.a_in_place = nn <= nr;
+    pl.b_in_place = 0;
 
     pl.n_passes = k > 0 ? (k + kc_max - 1) / kc_max : 1;
     pl.kc = k > 0 ? (k + pl.n_passes - 1) / pl.n_passes : 0;
@@ -198,6 +216,36 @@ size_t fnn_gemm_ws_size(int m, int n, int k, int n_threads, size_t elem_size)
         const size_t b = elem_size == sizeof(float)
             ? ws_bound(m, n, k, n_threads, isa->s.mr, isa->s.nr, isa->s.kc, isa->s.mc, isa->s.nc, elem_size)
             : ws_bound(m, n, k, n_threads, isa->d.mr, isa->d.nr, isa->d.kc, isa->d.mc, isa->d.nc, elem_size);
+        if (b > bytes) bytes = b;
+    }
+    return bytes;
+}
+
+/* Bytes of a packed k x n B and of the A block of fnn_?gemm_packed: the most over every
+ * compiled ISA, so a size taken under one serves a call under another. */
+size_t fnn_gemm_packed_b_size(int k, int n, size_t elem_size)
+{
+    size_t bytes = 64;
+    for (int i = 0; i < FNN_ISA_COUNT; i++) {
+        if (!fnn_isa_compiled(i) || k <= 0 || n <= 0) continue;
+        const int nr = elem_size == sizeof(float) ? fnn_gemm_isas[i].s.nr : fnn_gemm_isas[i].d.nr;
+        const size_t b = round_up64((size_t)round_up(n, nr) * (size_t)k * elem_size);
+        if (b > bytes) bytes = b;
+    }
+    return bytes;
+}
+
+size_t fnn_gemm_packed_ws_size(int m, int k, size_t elem_size)
+{
+    size_t bytes = 64;
+    for (int i = 0; i < FNN_ISA_COUNT; i++) {
+        if (!fnn_isa_compiled(i) || k <= 0 || m <= 0) continue;
+        const int s = elem_size == sizeof(float);
+        const int mr = s ? fnn_gemm_isas[i].s.mr : fnn_gemm_isas[i].d.mr;
+        const int kc = s ? fnn_gemm_isas[i].s.kc : fnn_gemm_isas[i].d.kc;
+        const int mc = s ? fnn_gemm_isas[i].s.mc : fnn_gemm_isas[i].d.mc;
+        const size_t b = round_up64((size_t)imin(mc / mr * mr, round_up(m, mr)) *
+                                    (size_t)imin(k, kc) * elem_size);
         if (b > bytes) bytes = b;
     }
     return bytes;

@@ -94,14 +94,20 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
         for (int pc = 0, pass = 0; pass < pl->n_passes; pc += kc_full, pass++) {
             const int kc = imin(kc_full, job->k - pc);
             const int last = pass == pl->n_passes - 1;
-            if (nb > 0)
-                u->pack(Bp, job->B + pc * job->rsb + jc * job->csb, job->csb, job->rsb, nb, kc, NR);
+            /* B in place: only a last partial micro-panel is packed (into Bp's first panel) */
+            const int nb_full = pl->b_in_place ? nb / NR * NR : 0;
+            if (nb > nb_full)
+                u->pack(Bp, job->B + pc * job->rsb + (jc + nb_full) * job->csb, job->csb, job->rsb,
+                        nb - nb_full, kc, NR);
             /* Loop 3: row blocks of C (mc tall); the packed A block stays in L2. */
             for (int ic = ib; ic < ie; ic += mc) {
                 const int mb = imin(mc, ie - ic);
                 /* With a single column panel each A element is used once: read A in place. */
                 const FNN_REAL *A_blk = job->A + ic * job->rsa + pc * job->csa;
                 ptrdiff_t rsa = job->rsa, csa = job->csa;
+                /* one or two rows with B in place: the full panels go to the wide row kernel,
+                 * which reads A in place too (each element is used once per column chunk) */
+                const int wide = nb_full > 0 && mb <= 2 && job->csc == 1;
                 if (share_a) {
                     FNN_REAL *As = (FNN_REAL *)(job->ws + (size_t)shared_buf * pl->ws_a);
                     shared_buf ^= 1;
@@ -113,14 +119,25 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
                                 rsa, csa, imin((p1 - p0) * MR, mb - p0 * MR), kc, MR);
                     FNN_PRAGMA(omp barrier)
                     A_blk = As; rsa = 1; csa = MR;
-                } else if (!pl->a_in_place) {
+                } else if (!pl->a_in_place && !wide) {
                     u->pack(Ap, A_blk, job->rsa, job->csa, mb, kc, MR);
                     A_blk = Ap; rsa = 1; csa = MR;
                 }
                 if (nb <= 0) continue;
+                int jr0 = 0;
+                if (wide) {
+                    u->wide(kc, A_blk, rsa, csa, mb, job->B + pc * job->rsb + jc * job->csb,
+                            job->rsb, job->C + ic * job->rsc + jc, job->rsc, nb_full, pass > 0);
+                    jr0 = nb_full;
+                }
                 /* Loop 2: B micro-panels (kc x NR); each stays in L1 across loop 1. */
-                for (int jr = 0; jr < nb; jr += NR) {
-                    const FNN_REAL *b = Bp + (ptrdiff_t)jr * kc;
+                for (int jr = jr0; jr < nb; jr += NR) {
+                    const FNN_REAL *b = Bp + (ptrdiff_t)(jr - nb_full) * kc;
+                    ptrdiff_t ldb = NR;
+                    if (jr < nb_full) {
+                        b = job->B + pc * job->rsb + (jc + jr) * job->csb;
+                        ldb = job->rsb;
+                    }
                     /* Loop 1: A micro-panels (MR x kc): one micro-kernel call per MR x NR tile.
                      * The next tile of C is prefetched while this one computes: its lines come
                      * from L3 or memory, and the kernel would otherwise wait for them. */
@@ -131,7 +148,7 @@ static void FNN_(gemm_thread)(const FNN_(gemm_job) *job, int tid, int nthr)
                             FNN_(prefetch_tile)(job->C + (ic + nir) * job->rsc + (jc + njr) * job->csc,
                                                 job->rsc, job->csc, imin(MR, mb - nir),
                                                 imin(NR, nb - njr));
-                        u->kernel(kc, A_blk + ir * (pl->a_in_place ? rsa : kc), rsa, csa, b,
+                        u->kernel(kc, A_blk + ir * (pl->a_in_place ? rsa : kc), rsa, csa, b, ldb,
                                   job->C + (ic + ir) * job->rsc + (jc + jr) * job->csc,
                                   job->rsc, job->csc, imin(MR, mb - ir), imin(NR, nb - jr), pass > 0);
                     }
@@ -168,6 +185,8 @@ int FNN_(gemm)(int m, int n, int k,
         job.rsc = ldc; job.csc = 1;
     }
     job.k = k;
+    /* one row panel and B's columns contiguous: B is read in place (see gemm.c) */
+    job.plan.b_in_place = !job.plan.a_in_place && job.m <= job.ukr->mr && job.csb == 1 && k > 0;
     job.C = C; job.C_user = C; job.ldc = ldc;
     job.ep = ep; job.ep_ctx = ep_ctx;
     job.ws = (char *)ws;
@@ -189,5 +208,72 @@ int FNN_(gemm)(int m, int n, int k,
         fnn_fp_leave(fp_saved);
     }
 #endif
+    return FNN_OK;
+}
+
+/* ---- against a packed B (fastnn.h): layout, for pass q of depth kc_q (the balanced depth of
+ * gemm_plan, the last pass possibly shallower) and column panel j of P = ceil(n / NR):
+ *   Bp + q*kc*P*NR + j*kc_q*NR:  kc_q rows of NR lanes, lanes past n zero. */
+
+int FNN_(gemm_pack_b)(int isa, int k, int n, const FNN_REAL *B, ptrdiff_t rsb, ptrdiff_t csb,
+                      FNN_REAL *Bp, int part, int n_parts)
+{
+    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_compiled(isa) || k < 0 || n < 0 ||
+        n_parts < 1 || part < 0 || part >= n_parts || ((uintptr_t)Bp & 63) != 0)
+        return FNN_EINVAL;
+    const FNN_(ukr) *u = &FNN_UKR(&fnn_gemm_isas[isa]);
+    const int NR = u->nr;
+    const int P = (n + NR - 1) / NR;
+    const int j0 = (int)((long)part * P / n_parts), j1 = (int)((long)(part + 1) * P / n_parts);
+    if (j1 <= j0 || k == 0) return FNN_OK;
+    const int n_passes = (k + u->kc - 1) / u->kc, kc = (k + n_passes - 1) / n_passes;
+    for (int q = 0, pc = 0; q < n_passes; q++, pc += kc) {
+        const int kq = imin(kc, k - pc);
+        u->pack(Bp + (ptrdiff_t)q * kc * P * NR + (ptrdiff_t)j0 * kq * NR,
+                B + pc * rsb + (ptrdiff_t)j0 * NR * csb, csb, rsb, imin(j1 * NR, n) - j0 * NR, kq,
+                NR);
+    }
+    return FNN_OK;
+}
+
+int FNN_(gemm_packed)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t rsa,
+                      ptrdiff_t csa, const FNN_REAL *Bp, FNN_REAL *C, ptrdiff_t ldc,
+                      FNN_EPILOGUE ep, void *ep_ctx, void *ws, size_t ws_bytes)
+{
+    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_compiled(isa) || m < 0 || n < 0 || k < 0)
+        return FNN_EINVAL;
+    if (m == 0 || n == 0) return FNN_OK;
+    const FNN_(ukr) *u = &FNN_UKR(&fnn_gemm_isas[isa]);
+    const int MR = u->mr, NR = u->nr;
+    const int P = (n + NR - 1) / NR;
+    const int n_passes = k > 0 ? (k + u->kc - 1) / u->kc : 1;
+    const int kc = k > 0 ? (k + n_passes - 1) / n_passes : 0;
+    const int mc = balanced_block(m, u->mc / MR * MR, MR);
+    /* one column panel: every A element is used once, read in place (as in fnn_?gemm) */
+    const int a_in_place = P == 1;
+    if (!a_in_place && (((uintptr_t)ws & 63) != 0 || ws_bytes < (size_t)mc * kc * sizeof(FNN_REAL)))
+        return FNN_EWORKSPACE;
+    FNN_REAL *Ap = (FNN_REAL *)ws;
+    for (int ic = 0; ic < m; ic += mc) {
+        const int mb = imin(mc, m - ic);
+        for (int q = 0, pc = 0; q < n_passes; q++, pc += kc) {
+            const int kq = imin(kc, k - pc);
+            const FNN_REAL *a = A + ic * rsa + pc * csa;
+            ptrdiff_t ra = rsa, ca = csa;
+            if (!a_in_place) {
+                u->pack(Ap, a, rsa, csa, mb, kq, MR);
+                a = Ap; ra = 1; ca = MR;
+            }
+            const FNN_REAL *bq = Bp + (ptrdiff_t)q * kc * P * NR;
+            for (int j = 0; j < P; j++) {
+                const int nr = imin(NR, n - j * NR);
+                for (int ir = 0; ir < mb; ir += MR)
+                    u->kernel(kq, a + ir * (a_in_place ? ra : kq), ra, ca,
+                              bq + (ptrdiff_t)j * kq * NR, NR, C + (ptrdiff_t)(ic + ir) * ldc + j * NR,
+                              ldc, 1, imin(MR, mb - ir), nr, q > 0);
+            }
+        }
+        if (ep) ep(ep_ctx, C + (ptrdiff_t)ic * ldc, ldc, ic, 0, mb, n);
+    }
     return FNN_OK;
 }

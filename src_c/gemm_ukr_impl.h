@@ -18,15 +18,18 @@ typedef FNN_REAL FNN_K(vec) __attribute__((vector_size(FNN_VBYTES)));
  * mr re-read row 0 of a (in bounds; the caller never stores them to C).  R is a constant at each
  * call site (always inlined), so the accumulators are registers and the loops unroll. */
 FNN_TARGET static inline __attribute__((always_inline)) void
-FNN_K(tile)(const int R, const int packed, int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
-            ptrdiff_t csa, int mr, const FNN_REAL *restrict b, FNN_REAL *restrict t, ptrdiff_t rs,
+FNN_K(tile)(const int R, const int packed, const int packed_b, int kc,
+            const FNN_REAL *restrict a, ptrdiff_t rsa, ptrdiff_t csa, int mr,
+            const FNN_REAL *restrict b, ptrdiff_t ldb, FNN_REAL *restrict t, ptrdiff_t rs,
             int accumulate)
 {
-    /* packed A (rsa = 1, csa = MR): constant offsets, no row pointers to keep in registers */
+    /* packed A (rsa = 1, csa = MR), packed B (ldb = NR): constant offsets, no strides or row
+     * pointers to keep in registers */
     if (packed) {
         rsa = 1;
         csa = MR;
     }
+    if (packed_b) ldb = NR;
     V acc[MR][FNN_NV];
     const FNN_REAL *ai[MR];
 #pragma GCC unroll 16
@@ -43,11 +46,11 @@ FNN_K(tile)(const int R, const int packed, int kc, const FNN_REAL *restrict a, p
     /* two steps of p per iteration: +4-7 % for AVX-512 double, +0-4 % float (1 thread, both
      * builds alternating in one process); the order of the FMAs is the same */
 #pragma GCC unroll 2
-    for (int p = 0; p < kc; p++, b += NR) {
+    for (int p = 0; p < kc; p++, b += ldb) {
         const ptrdiff_t o = p * csa;
         V bv[FNN_NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < FNN_NV; v++) bv[v] = *(const V *)(b + v * VL);
+        for (int v = 0; v < FNN_NV; v++) memcpy(&bv[v], b + v * VL, sizeof(V));
 #pragma GCC unroll 16
         for (int i = 0; i < R; i++) {
             /* a broadcast: x - (+0) is x for every x, -0 and NaN included */
@@ -62,10 +65,34 @@ FNN_K(tile)(const int R, const int packed, int kc, const FNN_REAL *restrict a, p
         for (int v = 0; v < FNN_NV; v++) memcpy(t + i * rs + v * VL, &acc[i][v], sizeof(V));
 }
 
-/* C(i,j) = [C(i,j) +] sum_p a(i,p) Bp[p*NR + j] for the mr x nr part of one MR x NR tile.  Edge
+/* The tile with its rows rounded up to 1, 2, 4, 6, ... MR: the row edge (batch 32 = 2 x 12 + 8)
+ * skips the FMAs of rows never stored; each stored element gets the same FMAs in the same order.
+ * PK, PB: constants at each call site, as in tile. */
+FNN_TARGET static inline __attribute__((always_inline)) void
+FNN_K(tile_rows)(const int PK, const int PB, int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
+                 ptrdiff_t csa, int mr, const FNN_REAL *restrict b, ptrdiff_t ldb,
+                 FNN_REAL *restrict t, ptrdiff_t rs, int accumulate)
+{
+    if (mr <= 1)
+        FNN_K(tile)(1, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else if (mr <= 2)
+        FNN_K(tile)(2, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else if (mr <= 4 || MR <= 4)
+        FNN_K(tile)(MR < 4 ? MR : 4, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else if (mr <= 6 || MR <= 6)
+        FNN_K(tile)(MR < 6 ? MR : 6, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else if (mr <= 8 || MR <= 8)
+        FNN_K(tile)(MR < 8 ? MR : 8, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else if (mr <= 10 || MR <= 10)
+        FNN_K(tile)(MR < 10 ? MR : 10, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+    else
+        FNN_K(tile)(MR, PK, PB, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+}
+
+/* C(i,j) = [C(i,j) +] sum_p a(i,p) b[p*ldb + j] for the mr x nr part of one MR x NR tile.  Edge
  * tiles (mr < MR, nr < NR, or a transposed C) are computed in a tile-sized buffer and copied. */
 FNN_TARGET static void FNN_K(kernel)(int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
-                                     ptrdiff_t csa, const FNN_REAL *restrict b,
+                                     ptrdiff_t csa, const FNN_REAL *restrict b, ptrdiff_t ldb,
                                      FNN_REAL *restrict c, ptrdiff_t rsc, ptrdiff_t csc, int mr,
                                      int nr, int accumulate)
 {
@@ -78,22 +105,84 @@ FNN_TARGET static void FNN_K(kernel)(int kc, const FNN_REAL *restrict a, ptrdiff
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++) buf[i * NR + j] = c[i * rsc + j * csc];
     }
-    /* Row tiles rounded up to 1, 2, 4, 6, ... rows: the row edge (batch 32 = 2 x 14 + 4) skips
-     * the FMAs of rows never stored; each stored element gets the same FMAs in the same order. */
-#define FNN_TILE_UPTO(R, PK) if (mr <= (R) || (R) >= MR) FNN_K(tile)((R) < MR ? (R) : MR, PK, kc, a, rsa, csa, mr, b, t, rs, accumulate); else
+    /* B in place (ldb != NR) only ever comes with packed A: one row panel of C (gemm_impl.h) */
     if (rsa == 1 && csa == MR) {
-        FNN_TILE_UPTO(1, 1) FNN_TILE_UPTO(2, 1) FNN_TILE_UPTO(4, 1) FNN_TILE_UPTO(6, 1)
-        FNN_TILE_UPTO(8, 1) FNN_TILE_UPTO(10, 1) FNN_TILE_UPTO(12, 1) FNN_TILE_UPTO(14, 1)
-        FNN_TILE_UPTO(16, 1) FNN_K(tile)(MR, 1, kc, a, rsa, csa, mr, b, t, rs, accumulate);
+        if (ldb == NR)
+            FNN_K(tile_rows)(1, 1, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
+        else
+            FNN_K(tile_rows)(1, 0, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
     } else {
-        FNN_TILE_UPTO(1, 0) FNN_TILE_UPTO(2, 0) FNN_TILE_UPTO(4, 0) FNN_TILE_UPTO(6, 0)
-        FNN_TILE_UPTO(8, 0) FNN_TILE_UPTO(10, 0) FNN_TILE_UPTO(12, 0) FNN_TILE_UPTO(14, 0)
-        FNN_TILE_UPTO(16, 0) FNN_K(tile)(MR, 0, kc, a, rsa, csa, mr, b, t, rs, accumulate);
+        FNN_K(tile_rows)(0, 1, kc, a, rsa, csa, mr, b, ldb, t, rs, accumulate);
     }
-#undef FNN_TILE_UPTO
     if (!full)
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < nr; j++) c[i * rsc + j * csc] = buf[i * NR + j];
+}
+
+/* One or two rows of C against B read in place (row stride ldb, columns contiguous): the
+ * product of a prediction on one sample, where every B element is used once per row and the
+ * MR x NR tile would keep only 2 accumulator chains per row busy.  Here NW vectors of a row
+ * (NW a constant) run side by side, so each step of p loads NW*VL contiguous B values and issues
+ * R*NW independent FMAs.  Same sums as the tile: one running FMA sum per element over p in
+ * increasing order, from 0 or from C.  a(i,p) = a[i*rsa + p*csa]; c row stride ldc. */
+FNN_TARGET static inline __attribute__((always_inline)) void
+FNN_K(wide_tile)(const int R, const int NW, int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
+                 ptrdiff_t csa, const FNN_REAL *restrict b, ptrdiff_t ldb, FNN_REAL *restrict c,
+                 ptrdiff_t ldc, int accumulate)
+{
+    V acc[2][8];
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NW; v++) {
+            if (accumulate)
+                memcpy(&acc[i][v], c + i * ldc + v * VL, sizeof(V));
+            else
+                acc[i][v] = (V){0};
+        }
+    for (int p = 0; p < kc; p++, b += ldb) {
+        V bv[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < NW; v++) memcpy(&bv[v], b + v * VL, sizeof(V));
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            const V x = a[i * rsa + p * csa] - (V){0};
+#pragma GCC unroll 8
+            for (int v = 0; v < NW; v++) acc[i][v] = FNN_VFMA(x, bv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NW; v++) memcpy(c + i * ldc + v * VL, &acc[i][v], sizeof(V));
+}
+
+/* C (mr <= 2 rows, n columns, a multiple of NR; row-major, row stride ldc) [+]= a B, with B in
+ * place: wide_tile over chunks of 8 vectors, then the rest of the columns. */
+FNN_TARGET static void FNN_K(wide)(int kc, const FNN_REAL *restrict a, ptrdiff_t rsa,
+                                   ptrdiff_t csa, int mr, const FNN_REAL *restrict b,
+                                   ptrdiff_t ldb, FNN_REAL *restrict c, ptrdiff_t ldc, int n,
+                                   int accumulate)
+{
+    int j = 0;
+    for (; j + 8 * VL <= n; j += 8 * VL) {
+        if (mr == 1)
+            FNN_K(wide_tile)(1, 8, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+        else
+            FNN_K(wide_tile)(2, 8, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+    }
+    for (; j + 2 * VL <= n; j += 2 * VL) {
+        if (mr == 1)
+            FNN_K(wide_tile)(1, 2, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+        else
+            FNN_K(wide_tile)(2, 2, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+    }
+    for (; j + VL <= n; j += VL) {
+        if (mr == 1)
+            FNN_K(wide_tile)(1, 1, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+        else
+            FNN_K(wide_tile)(2, 1, kc, a, rsa, csa, b + j, ldb, c + j, ldc, accumulate);
+    }
 }
 
 /* Panels of W lanes (W = MR or NR, a constant at each call site): dst[panel][p][lane] =

@@ -44,6 +44,7 @@ struct P(net) {
 /* Forward of a layer on a block of Z: Z += b; A = g(Z); A *= mask/keep_prob (mask drawn here). */
 typedef struct {
     const T *b;
+    const T *bn_mean, *bn_r, *gamma, *beta;  /* batch norm at inference (bn_infer), else NULL */
     fnn_act act;
     uint8_t *mask;        /* NULL: no dropout */
     int n_out;
@@ -60,6 +61,12 @@ static void P(fwd_epilogue)(void *vctx, T *C, ptrdiff_t ldc, int i0, int j0, int
         if (ctx->b) {
             const T *restrict b = ctx->b + j0;
             for (int j = 0; j < nb; j++) c[j] += b[j];
+        }
+        if (ctx->bn_r) {  /* the same operations as bn_infer, in the same order */
+            for (int j = 0; j < nb; j++) {
+                const T h = (c[j] - ctx->bn_mean[j0 + j]) * ctx->bn_r[j0 + j];
+                c[j] = ctx->gamma[j0 + j] * h + ctx->beta[j0 + j];
+            }
         }
         if (ctx->act != FNN_LINEAR && ctx->act != FNN_SOFTMAX) P(act_forward)(ctx->act, c, nb);
         if (ctx->mask) {
@@ -302,10 +309,16 @@ void P(net_free)(P(net) *net)
  *   Zhat = (Z - running_mean) * r,  r = 1/sqrt(running_var + eps);  Zt = gamma * Zhat + beta,
  * so its backward is  dbeta = sum_i dY,  dgamma = sum_i dY * Zhat,  dZ = dY * gamma * r.
  * (Used when gradients are asked of a model in inference mode; training uses batchnorm.c.) */
+static void P(bn_rstd)(const P(layer) *ly, T *r)
+{
+    for (int j = 0; j < ly->n_out; j++)
+        r[j] = (T)(1.0 / sqrt((double)ly->running_var[j] + FNN_BN_EPS));
+}
+
 static void P(bn_infer)(int m, const P(layer) *ly, T *Z, ptrdiff_t ldz, T *Zhat, T *r)
 {
     const int n = ly->n_out;
-    for (int j = 0; j < n; j++) r[j] = (T)(1.0 / sqrt((double)ly->running_var[j] + FNN_BN_EPS));
+    P(bn_rstd)(ly, r);
     for (int i = 0; i < m; i++) {
         T *restrict z = Z + (ptrdiff_t)i * ldz;
         for (int j = 0; j < n; j++) {
@@ -367,6 +380,7 @@ static int P(forward)(const P(net) *net, const P(bufs) *bf, int m, const T *X, p
         ptrdiff_t ldz = (last && out) ? ldo : ly->n_out;
         P(fwd_ctx) ctx;
         ctx.b = ly->batch_norm ? NULL : ly->b;
+        ctx.bn_mean = ctx.bn_r = ctx.gamma = ctx.beta = NULL;
         ctx.act = last ? FNN_LINEAR : ly->act;
         ctx.mask = (training && !last && ly->keep_prob < 1.0) ? bf->mask[l] : NULL;
         ctx.n_out = ly->n_out;
@@ -461,32 +475,86 @@ int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
 }
 
 /* ---- inference over a caller's workspace -------------------------------------------------
- * Layout of the workspace for m rows: two ping-pong activation buffers (m, max_width), the
- * logits (m, n_out_last), a batch-norm scratch (3 * max_width), L pointers each for A and
- * stats, then the GEMM's packing buffers.  Each piece starts on a 64-byte boundary. */
+ * Two ways through the layers, with the same bits (every element is the same running sum, and
+ * the epilogue the same operations in the same order):
+ *   - few rows (m <= MR of the ISA in use): layer by layer with fnn_?gemm, which reads the
+ *     weights in place (packing them would cost as much as the product);
+ *   - more rows: streamed.  One parallel region: the team packs every layer's weights once
+ *     (fnn_?gemm_pack_b, a share each), meets at one barrier, then each thread takes row blocks
+ *     of X (as tall as the GEMM's cache block mc, fewer when that leaves a thread idle) and runs
+ *     each block through every layer in a thread-private pair of activation buffers that stay in
+ *     its cache, bias/batch norm/activation in each product's epilogue and the output activation
+ *     on the block's rows of out.  No temporary the size of X, no barrier per layer.
+ * Workspace layout for m rows, each piece on a 64-byte boundary: the logits (m, n_out_last, for
+ * evaluate); L pointers to packed weights and L to batch-norm 1/sqrt(var + eps); the packed
+ * weights; those rstd vectors; then either the layer-by-layer buffers (two (m, max_width)
+ * activation buffers, a batch-norm scratch, L pointers each for A and stats, the GEMM's packing
+ * buffers) or one slice per thread (two (rb, max_width) activation buffers and the A block of
+ * fnn_?gemm_packed).  Sized for the larger of the two ways and every compiled ISA. */
 typedef struct {
-    size_t act, logits, scratch, ptrs, gemm, total;   /* offsets, and the total in bytes */
-    size_t gemm_bytes;
+    size_t logits, ptrs, packed, rstd, rest;          /* offsets in bytes */
+    size_t act, scratch, lptrs, gemm, gemm_bytes;      /* layer by layer, from rest */
+    size_t thread_bytes;                               /* streamed: slice per thread, from rest */
+    int rb;                                            /* streamed: rows per block, at most */
+    size_t total;
 } P(infer_layout);
+
+/* The largest row tile (MR) and row block (mc) of the compiled ISAs for this dtype. */
+static void P(row_tiles)(int *mr_max, int *mc_max)
+{
+    *mr_max = 1; *mc_max = 1;
+    for (int i = 0; i < FNN_ISA_COUNT; i++) {
+        int mr, nr, kc, mc, nc;
+        if (fnn_gemm_tile(i, (int)sizeof(T), &mr, &nr, &kc, &mc, &nc) != FNN_OK) continue;
+        if (mr > *mr_max) *mr_max = mr;
+        if (mc > *mc_max) *mc_max = mc;
+    }
+}
 
 static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads)
 {
     P(infer_layout) lo;
     const int L = net->n_layers;
     const size_t rows = m > 0 ? (size_t)m : 1;
+    int mr_max, mc_max;
+    P(row_tiles)(&mr_max, &mc_max);
     size_t off = 0;
-    lo.act = P(take)(&off, 2 * sizeof(T) * rows * (size_t)net->max_width);
     lo.logits = P(take)(&off, sizeof(T) * rows * (size_t)net->layers[L - 1].n_out);
-    lo.scratch = P(take)(&off, 3 * sizeof(T) * (size_t)net->max_width);
     lo.ptrs = P(take)(&off, 2 * sizeof(T *) * (size_t)L);
+    lo.packed = off;
+    for (int l = 0; l < L; l++)
+        P(take)(&off, fnn_gemm_packed_b_size(net->layers[l].n_in, net->layers[l].n_out, sizeof(T)));
+    lo.rstd = off;
+    for (int l = 0; l < L; l++)
+        if (net->layers[l].batch_norm) P(take)(&off, sizeof(T) * (size_t)net->layers[l].n_out);
+    lo.rest = off;
+
+    /* layer by layer (only ever used for m <= MR, but sized for any m asked) */
+    size_t ll = 0;
+    lo.act = P(take)(&ll, 2 * sizeof(T) * rows * (size_t)net->max_width);
+    lo.scratch = P(take)(&ll, 3 * sizeof(T) * (size_t)net->max_width);
+    lo.lptrs = P(take)(&ll, 2 * sizeof(T *) * (size_t)L);
     lo.gemm_bytes = 0;
     for (int l = 0; l < L; l++) {
         const size_t w = fnn_gemm_ws_size((int)rows, net->layers[l].n_out, net->layers[l].n_in,
                                           n_threads, sizeof(T));
         if (w > lo.gemm_bytes) lo.gemm_bytes = w;
     }
-    lo.gemm = P(take)(&off, lo.gemm_bytes);
-    lo.total = off;
+    lo.gemm = P(take)(&ll, lo.gemm_bytes);
+    if ((int)rows > mr_max) ll = 0;   /* never taken: the streamed path runs */
+
+    /* streamed: one slice per thread */
+    lo.rb = (int)rows < mc_max ? (int)rows : mc_max;
+    size_t st = 0, a_blk = 0;
+    P(take)(&st, 2 * sizeof(T) * (size_t)lo.rb * (size_t)net->max_width);
+    for (int l = 0; l < L; l++) {
+        const size_t w = fnn_gemm_packed_ws_size(lo.rb, net->layers[l].n_in, sizeof(T));
+        if (w > a_blk) a_blk = w;
+    }
+    P(take)(&st, a_blk);
+    lo.thread_bytes = st;
+    const size_t streamed = st * (size_t)(n_threads < 1 ? 1 : n_threads);
+    lo.total = lo.rest + (ll > streamed ? ll : streamed);
     return lo;
 }
 
@@ -495,10 +563,111 @@ size_t P(net_infer_ws_size)(const P(net) *net, int m, int n_threads)
     return P(infer_plan)(net, m, n_threads < 1 ? 1 : n_threads).total;
 }
 
+/* The forward epilogue of layer l at inference: bias or batch norm, then the hidden activation
+ * (the last layer's output stays logits; see output_activation). */
+static P(fwd_ctx) P(infer_ctx)(const P(net) *net, int l, const T *rstd)
+{
+    const P(layer) *ly = &net->layers[l];
+    P(fwd_ctx) ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.b = ly->batch_norm ? NULL : ly->b;
+    if (ly->batch_norm) {
+        ctx.bn_mean = ly->running_mean;
+        ctx.bn_r = rstd;
+        ctx.gamma = ly->gamma;
+        ctx.beta = ly->beta;
+    }
+    ctx.act = l == net->n_layers - 1 ? FNN_LINEAR : ly->act;
+    ctx.n_out = ly->n_out;
+    return ctx;
+}
+
+static void P(output_activation)(const P(net) *net, int m, T *out, ptrdiff_t ldo);
+
+/* The streamed path (see above): m > MR rows, logits or outputs into dst (row stride ld). */
+static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *dst,
+                           ptrdiff_t ld, int activate, char *base, const P(infer_layout) *lo,
+                           int n_threads)
+{
+    const int L = net->n_layers;
+    const int isa = fnn_isa_active();   /* one ISA for the packs and the products */
+    int mr, nr, kc, mc, nc;
+    if (fnn_gemm_tile(isa, (int)sizeof(T), &mr, &nr, &kc, &mc, &nc) != FNN_OK) return FNN_EINVAL;
+    /* row blocks: balanced multiples of MR up to mc, at least one per thread when m allows */
+    int n_blocks = (m + mc - 1) / mc;
+    if (n_blocks < n_threads) n_blocks = n_threads;
+    int rb = ((m + n_blocks - 1) / n_blocks + mr - 1) / mr * mr;
+    if (rb > lo->rb) rb = lo->rb / mr * mr > 0 ? lo->rb / mr * mr : lo->rb;
+    n_blocks = (m + rb - 1) / rb;
+    int nthr = n_threads < n_blocks ? n_threads : n_blocks;
+    double flops = 0;
+    for (int l = 0; l < L; l++) flops += 2.0 * m * net->layers[l].n_in * net->layers[l].n_out;
+    if (flops < 4.0e6) nthr = 1;   /* as fnn_?gemm: a team costs more than it saves */
+
+    T **Wp = (T **)(base + lo->ptrs), **rstd = Wp + L;
+    size_t off = lo->packed, roff = lo->rstd;
+    for (int l = 0; l < L; l++) {
+        Wp[l] = (T *)(base + off);
+        P(take)(&off, fnn_gemm_packed_b_size(net->layers[l].n_in, net->layers[l].n_out, sizeof(T)));
+        rstd[l] = NULL;
+        if (net->layers[l].batch_norm) {
+            rstd[l] = (T *)(base + roff);
+            P(take)(&roff, sizeof(T) * (size_t)net->layers[l].n_out);
+        }
+    }
+    int rc = FNN_OK;
+    const unsigned fp_mode = fnn_fp_mode();
+    FNN_PRAGMA(omp parallel num_threads(nthr))
+    {
+        const unsigned fp_saved = fnn_fp_enter(fp_mode);
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        for (int l = 0; l < L; l++) {
+            const P(layer) *ly = &net->layers[l];
+            P(gemm_pack_b)(isa, ly->n_in, ly->n_out, ly->W, ly->n_out, 1, Wp[l], tid, nt);
+            if (rstd[l] && l % nt == tid) P(bn_rstd)(ly, rstd[l]);
+        }
+        FNN_PRAGMA(omp barrier)
+        char *slice = base + lo->rest + (size_t)tid * lo->thread_bytes;
+        T *act[2] = {(T *)slice, (T *)slice + (size_t)lo->rb * net->max_width};
+        char *a_ws = slice + ((2 * sizeof(T) * (size_t)lo->rb * net->max_width + 63) & ~(size_t)63);
+        const size_t a_bytes = lo->thread_bytes - (size_t)(a_ws - slice);
+        FNN_PRAGMA(omp for schedule(dynamic, 1))
+        for (int blk = 0; blk < n_blocks; blk++) {
+            const int i0 = blk * rb, mb = m - i0 < rb ? m - i0 : rb;
+            const T *in = X + (ptrdiff_t)i0 * ldx;
+            ptrdiff_t ld_in = ldx;
+            for (int l = 0; l < L; l++) {
+                const P(layer) *ly = &net->layers[l];
+                const int last = l == L - 1;
+                T *Z = last ? dst + (ptrdiff_t)i0 * ld : act[l & 1];
+                const ptrdiff_t ldz = last ? ld : ly->n_out;
+                P(fwd_ctx) ctx = P(infer_ctx)(net, l, rstd[l]);
+                const int r = P(gemm_packed)(isa, mb, ly->n_out, ly->n_in, in, ld_in, 1, Wp[l], Z,
+                                             ldz, P(fwd_epilogue), &ctx, a_ws, a_bytes);
+                if (r != FNN_OK) {
+                    FNN_PRAGMA(omp atomic write)
+                    rc = r;
+                }
+                in = Z;
+                ld_in = ldz;
+            }
+            if (activate) P(output_activation)(net, mb, dst + (ptrdiff_t)i0 * ld, ld);
+        }
+        fnn_fp_leave(fp_saved);
+    }
+    return rc;
+}
+
 /* Forward in inference mode over the caller's workspace; the logits land in the workspace's
- * logits buffer (returned through *logits) or, when out != NULL, in out. */
+ * logits buffer (returned through *logits) or, when out != NULL, in out, and with `activate`
+ * become outputs (probabilities or values). */
 static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
-                         ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads, T **logits)
+                         ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads, T **logits,
+                         int activate)
 {
     if (P(check_batch)(net, m, INT32_MAX, X, ldx) != FNN_OK) return FNN_EINVAL;
     if (m == 0) return FNN_OK;
@@ -507,17 +676,26 @@ static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T 
     if (!ws || ((uintptr_t)ws & 63) != 0 || ws_bytes < lo.total) return FNN_EWORKSPACE;
     char *base = (char *)ws;
     const int L = net->n_layers;
-    T *act = (T *)(base + lo.act);
-    T **A = (T **)(base + lo.ptrs), **stats = A + L;
-    for (int l = 0; l < L; l++) {
-        A[l] = act + (size_t)(l & 1) * (size_t)m * (size_t)net->max_width;
-        stats[l] = (T *)(base + lo.scratch);
-    }
-    const P(bufs) bf = {A, NULL, stats, NULL, base + lo.gemm, lo.gemm_bytes};
     T *dst = out ? out : (T *)(base + lo.logits);
     const ptrdiff_t ld = out ? ldo : net->layers[L - 1].n_out;
     if (logits) *logits = dst;
-    return P(forward)(net, &bf, m, X, ldx, 0, 0, 0, dst, ld, n_threads);
+    int mr, nr, kc, mc, nc;
+    if (fnn_gemm_tile(fnn_isa_active(), (int)sizeof(T), &mr, &nr, &kc, &mc, &nc) != FNN_OK)
+        return FNN_EINVAL;
+    if (m > mr)
+        return P(infer_stream)(net, m, X, ldx, dst, ld, activate, base, &lo, n_threads);
+
+    char *rest = base + lo.rest;
+    T *act = (T *)(rest + lo.act);
+    T **A = (T **)(rest + lo.lptrs), **stats = A + L;
+    for (int l = 0; l < L; l++) {
+        A[l] = act + (size_t)(l & 1) * (size_t)m * (size_t)net->max_width;
+        stats[l] = (T *)(rest + lo.scratch);
+    }
+    const P(bufs) bf = {A, NULL, stats, NULL, rest + lo.gemm, lo.gemm_bytes};
+    const int rc = P(forward)(net, &bf, m, X, ldx, 0, 0, 0, dst, ld, n_threads);
+    if (rc == FNN_OK && activate) P(output_activation)(net, m, dst, ld);
+    return rc;
 }
 
 static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
@@ -525,9 +703,7 @@ static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
                  void *ws, size_t ws_bytes, int n_threads)
 {
     if (!out || ldo < net->layers[net->n_layers - 1].n_out) return FNN_EINVAL;
-    const int rc = P(infer_into)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads, NULL);
-    if (rc == FNN_OK && m > 0) P(output_activation)(net, m, out, ldo);
-    return rc;
+    return P(infer_into)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads, NULL, 1);
 }
 
 int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
@@ -638,7 +814,7 @@ static int P(net_evaluate_run)(const P(net) *net, int m, const T *X, ptrdiff_t l
     res->sum_w2 = 0.0;
     res->n_errors = 0;
     T *Z = NULL;
-    const int rc = P(infer_into)(net, m, X, ldx, NULL, 0, ws, ws_bytes, n_threads, &Z);
+    const int rc = P(infer_into)(net, m, X, ldx, NULL, 0, ws, ws_bytes, n_threads, &Z, 0);
     if (rc != FNN_OK || m == 0) return rc;
     res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
     double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;

@@ -112,6 +112,35 @@ def test_gemm_bit_identical_across_isas(pair, dtype):
     assert n_compared > 300
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_gemm_few_rows_same_bits_as_inside_a_larger_call(isa, dtype):
+    """With at most MR rows the kernel reads B (the weights of a forward product) in place
+    instead of packing it, and packs only a last partial column panel.  Each row must come out
+    bit for bit as it does inside a 3*MR+5-row call (which packs B), for contiguous B, B with a
+    row stride past its width (a column slice) and transposed B (always packed), around every
+    column-panel edge, one and two passes over k, on 1, 2 and 3 threads; and match NumPy."""
+    rng = np.random.default_rng(29)
+    t = _core.gemm_tile(isa, np.dtype(dtype).itemsize)
+    MR, NR, kc, nc = t["mr"], t["nr"], t["kc"], t["nc"]
+    for n in (NR + 1, 2 * NR - 1, 3 * NR, nc + NR + 3):
+        for k in (kc - 1, kc + 3):
+            A = rng.standard_normal((3 * MR + 5, k)).astype(dtype)
+            Bs = rng.standard_normal((k, n + 7)).astype(dtype)
+            for layout, B in (("c", np.ascontiguousarray(Bs[:, :n])), ("slice", Bs[:, 3:3 + n]),
+                              ("t", np.ascontiguousarray(Bs[:, :n].T).T)):
+                with using_isa(isa):
+                    whole = _gemm(A, B, 1)
+                    for m in sorted({1, 2, MR - 1, MR, MR + 1}):
+                        for n_threads in (1, 2, 3):
+                            part = _gemm(A[:m], B, n_threads)
+                            assert_same_bits(part, whole[:m], f"{isa} {m}x{n}x{k} B {layout} "
+                                                              f"threads={n_threads}")
+                want = A.astype(np.float64) @ B.astype(np.float64)
+                tol = 1e-4 if dtype == np.float32 else 1e-12
+                np.testing.assert_allclose(whole, want, rtol=tol, atol=tol * np.sqrt(k))
+
+
 @pytest.mark.parametrize("pair", PAIR_PARAMS)
 def test_gemm_accumulates_signed_zeros_and_specials_alike(pair):
     """Zeros of both signs, infinities, NaN and huge products (inf - inf) in the operands."""
