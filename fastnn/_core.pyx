@@ -12,6 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
 import os
+import threading
 
 import numpy as np
 
@@ -122,6 +123,8 @@ cdef extern from "fastnn.h" nogil:
                          uint64_t seed, uint64_t step, double *out, Py_ssize_t ldo, int n_threads)
     size_t fnn_snet_infer_ws_size(const fnn_snet *net, int m, int n_threads)
     size_t fnn_dnet_infer_ws_size(const fnn_dnet *net, int m, int n_threads)
+    size_t fnn_snet_evaluate_ws_size(const fnn_snet *net, int m, int n_threads)
+    size_t fnn_dnet_evaluate_ws_size(const fnn_dnet *net, int m, int n_threads)
     int fnn_snet_infer(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx, float *out,
                        Py_ssize_t ldo, void *ws, size_t ws_bytes, int n_threads)
     int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, double *out,
@@ -172,6 +175,35 @@ cdef char *_aligned_ws(size_t nbytes, list keep):
     cdef uint8_t[::1] view = arr
     cdef char *p = <char *>&view[0]
     return p + ((64 - (<size_t>p) % 64) % 64)
+
+
+# An inference workspace up to this size stays with its thread between calls (the packed
+# weights of a model of ~4 million float32 parameters, with the team's row blocks).
+_KEEP_WS_BYTES = 1 << 25
+
+
+def all_finite(const floating[:, ::1] a):
+    """True when every element of the C-contiguous 2-D array `a` is finite, read once with no
+    temporary: an exponent field of all ones is NaN or infinity (integer tests, which the
+    compiler vectorises)."""
+    cdef Py_ssize_t i, n = a.shape[0] * a.shape[1]
+    cdef const uint32_t *p32
+    cdef const uint64_t *p64
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef uint64_t exp64 = (<uint64_t>0x7ff) << 52
+    if n == 0:
+        return True
+    with nogil:
+        if floating is float:
+            p32 = <const uint32_t *>&a[0, 0]
+            for i in range(n):
+                bad32 |= <uint32_t>((p32[i] & 0x7f800000u) == 0x7f800000u)
+        else:
+            p64 = <const uint64_t *>&a[0, 0]
+            for i in range(n):
+                bad64 |= <uint64_t>((p64[i] & exp64) == exp64)
+    return bad32 == 0 and bad64 == 0
 
 
 # The layout of fnn_pass_result, for arrays of per-step results.
@@ -560,6 +592,7 @@ cdef class Net:
     cdef readonly int max_rows, max_threads, n_out, n_in
     cdef readonly Py_ssize_t n_params
     cdef readonly object params, grads, buffers
+    cdef object _tls          # per calling thread: .ws, its inference workspace
 
     def __cinit__(self, layers, int loss, params, grads, buffers, int max_rows, int max_threads):
         cdef int status = FNN_OK
@@ -573,6 +606,7 @@ cdef class Net:
         if len(layers) < 1:
             raise ValueError("a network needs at least one layer")
         self._double = params.dtype == np.float64
+        self._tls = threading.local()
         self.params, self.grads, self.buffers = params, grads, buffers
         self.n_params = params.shape[0]
         self.max_rows, self.max_threads = max_rows, max_threads
@@ -609,13 +643,25 @@ cdef class Net:
             raise ValueError(f"{what}: {m} rows, the workspace holds {max_rows}")
         return 0
 
-    cdef char *_infer_ws(self, bint is_double, int m, int n_threads, list keep, size_t *wsb):
-        """A workspace of this call's own for inference on m rows (kept alive by `keep`)."""
-        if is_double:
-            wsb[0] = fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads)
+    cdef char *_infer_ws(self, bint is_double, int m, int n_threads, bint logits, list keep,
+                         size_t *wsb):
+        """A workspace for inference on m rows that no other thread uses: the calling thread's
+        own, kept between its calls (so a prediction allocates nothing but its output) unless
+        larger than _KEEP_WS_BYTES; `keep` holds the array while the call runs."""
+        if logits:
+            wsb[0] = (fnn_dnet_evaluate_ws_size(<fnn_dnet *>self._net, m, n_threads) if is_double
+                      else fnn_snet_evaluate_ws_size(<fnn_snet *>self._net, m, n_threads))
         else:
-            wsb[0] = fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads)
-        return _aligned_ws(wsb[0], keep)
+            wsb[0] = (fnn_dnet_infer_ws_size(<fnn_dnet *>self._net, m, n_threads) if is_double
+                      else fnn_snet_infer_ws_size(<fnn_snet *>self._net, m, n_threads))
+        cached = getattr(self._tls, "ws", None)
+        if cached is None or cached.shape[0] < wsb[0] + 64:
+            cached = np.empty(wsb[0] + 64, dtype=np.uint8)
+            self._tls.ws = cached if wsb[0] <= _KEEP_WS_BYTES else None
+        keep.append(cached)
+        cdef uint8_t[::1] view = cached
+        cdef char *p = <char *>&view[0]
+        return p + ((64 - (<size_t>p) % 64) % 64)
 
     cdef int _check_targets(self, Py_ssize_t m, const int32_t[::1] labels, Py_ssize_t y_rows,
                             Py_ssize_t y_cols, bint has_y) except -1:
@@ -657,7 +703,7 @@ cdef class Net:
         if m == 0:
             return
         keep = []
-        ws = self._infer_ws(floating is double, m, n_threads, keep, &wsb)
+        ws = self._infer_ws(floating is double, m, n_threads, False, keep, &wsb)
         with nogil:
             if floating is float:
                 rc = fnn_snet_infer(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
@@ -684,7 +730,7 @@ cdef class Net:
         if m == 0:
             return 0.0, 0
         keep = []
-        ws = self._infer_ws(floating is double, m, n_threads, keep, &wsb)
+        ws = self._infer_ws(floating is double, m, n_threads, True, keep, &wsb)
         with nogil:
             if floating is float:
                 rc = fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py,

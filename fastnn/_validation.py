@@ -11,6 +11,8 @@ import numbers
 
 import numpy as np
 
+from . import _core
+
 __all__ = [
     "NotFittedError",
     "check_scalar",
@@ -126,6 +128,9 @@ def _as_numeric_array(value, name):
 
 
 def _check_finite(arr, name):
+    if (arr.ndim == 2 and arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous
+            and _core.all_finite(arr)):
+        return  # the common case, read once without a temporary
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_nan = int(np.isnan(arr).sum())
         n_inf = int(np.isinf(arr).sum())

@@ -35,12 +35,17 @@ ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4,
 LOSSES = {"softmax": (0, "multiclass"), "sigmoid": (1, "binary"), "linear": (2, "regression")}
 INITS = ("zeros", "random", "xavier", "he")
 
-# Rows per compiled inference/evaluation call: bounds the workspace of predict on large inputs.
+# Rows per compiled evaluation call: bounds the logits that evaluate keeps in its workspace
+# (inference streams any number of rows through a workspace that does not grow with them).
 _CHUNK_ROWS = 4096
+# Rows per compiled inference call: the kernels count rows in a C int.
+_INFER_ROWS = 1 << 30
 
 
 def _check_output(out):
     """Refuse a non-finite network output rather than return it (or a class made of it)."""
+    if _core.all_finite(out):
+        return
     bad = ~np.isfinite(out).all(axis=1)
     if bad.any():
         raise ValueError(f"the network's output is NaN or infinite for {int(bad.sum())} of "
@@ -448,12 +453,15 @@ class MLP:
             out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         if n_threads is None:
             n_threads = get_num_threads()
-        net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
-        macs = self._macs_per_row
-        for start in range(0, X.shape[0], _CHUNK_ROWS):
-            stop = min(X.shape[0], start + _CHUNK_ROWS)
-            # a call worth ~0.1 ms or more sizes its team for the load of the moment
-            team = team_size(n_threads) if (stop - start) * macs >= 5e6 else n_threads
+        net = self._net(1, 1)  # inference reads the net; its workspace is the thread's own
+        n = X.shape[0]
+        # a call worth ~0.1 ms or more sizes its team for the load of the moment
+        team = team_size(n_threads) if n * self._macs_per_row >= 5e6 else n_threads
+        if n <= _INFER_ROWS:
+            net.infer(X, out, team)
+            return out
+        for start in range(0, n, _INFER_ROWS):
+            stop = min(n, start + _INFER_ROWS)
             net.infer(X[start:stop], out[start:stop], team)
         return out
 

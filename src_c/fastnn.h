@@ -410,7 +410,10 @@ int fnn_snet_infer(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx, fl
 int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, double *out,
                    ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads);
 
-/* Inference loss and errors on m rows over the caller's workspace (as for infer). */
+/* Inference loss and errors on m rows over the caller's workspace (as for infer, at least
+ * fnn_snet_evaluate_ws_size(net, m, n_threads) bytes: infer's and the logits). */
+size_t fnn_snet_evaluate_ws_size(const fnn_snet *net, int m, int n_threads);
+size_t fnn_dnet_evaluate_ws_size(const fnn_dnet *net, int m, int n_threads);
 int fnn_snet_evaluate(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
                       const int32_t *labels, const float *Y, ptrdiff_t ldy, void *ws,
                       size_t ws_bytes, int n_threads, fnn_pass_result *res);

@@ -485,8 +485,8 @@ int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
  *     each block through every layer in a thread-private pair of activation buffers that stay in
  *     its cache, bias/batch norm/activation in each product's epilogue and the output activation
  *     on the block's rows of out.  No temporary the size of X, no barrier per layer.
- * Workspace layout for m rows, each piece on a 64-byte boundary: the logits (m, n_out_last, for
- * evaluate); L pointers to packed weights and L to batch-norm 1/sqrt(var + eps); the packed
+ * Workspace layout for m rows, each piece on a 64-byte boundary: the logits (m, n_out_last; for
+ * evaluate only); L pointers to packed weights and L to batch-norm 1/sqrt(var + eps); the packed
  * weights; those rstd vectors; then either the layer-by-layer buffers (two (m, max_width)
  * activation buffers, a batch-norm scratch, L pointers each for A and stats, the GEMM's packing
  * buffers) or one slice per thread (two (rb, max_width) activation buffers and the A block of
@@ -511,7 +511,7 @@ static void P(row_tiles)(int *mr_max, int *mc_max)
     }
 }
 
-static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads)
+static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads, int with_logits)
 {
     P(infer_layout) lo;
     const int L = net->n_layers;
@@ -519,7 +519,7 @@ static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads)
     int mr_max, mc_max;
     P(row_tiles)(&mr_max, &mc_max);
     size_t off = 0;
-    lo.logits = P(take)(&off, sizeof(T) * rows * (size_t)net->layers[L - 1].n_out);
+    lo.logits = P(take)(&off, with_logits ? sizeof(T) * rows * (size_t)net->layers[L - 1].n_out : 0);
     lo.ptrs = P(take)(&off, 2 * sizeof(T *) * (size_t)L);
     lo.packed = off;
     for (int l = 0; l < L; l++)
@@ -560,7 +560,12 @@ static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads)
 
 size_t P(net_infer_ws_size)(const P(net) *net, int m, int n_threads)
 {
-    return P(infer_plan)(net, m, n_threads < 1 ? 1 : n_threads).total;
+    return P(infer_plan)(net, m, n_threads < 1 ? 1 : n_threads, 0).total;
+}
+
+size_t P(net_evaluate_ws_size)(const P(net) *net, int m, int n_threads)
+{
+    return P(infer_plan)(net, m, n_threads < 1 ? 1 : n_threads, 1).total;
 }
 
 /* The forward epilogue of layer l at inference: bias or batch norm, then the hidden activation
@@ -672,7 +677,7 @@ static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T 
     if (P(check_batch)(net, m, INT32_MAX, X, ldx) != FNN_OK) return FNN_EINVAL;
     if (m == 0) return FNN_OK;
     if (n_threads < 1) n_threads = 1;
-    const P(infer_layout) lo = P(infer_plan)(net, m, n_threads);
+    const P(infer_layout) lo = P(infer_plan)(net, m, n_threads, out == NULL);
     if (!ws || ((uintptr_t)ws & 63) != 0 || ws_bytes < lo.total) return FNN_EWORKSPACE;
     char *base = (char *)ws;
     const int L = net->n_layers;
