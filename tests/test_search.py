@@ -71,8 +71,11 @@ def summary(search):
 
 
 def journal_lines(path):
+    """The trial records of a journal (its first line is the header, not a record)."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [json.loads(line) for line in f if line.strip()]
+    assert S._HEADER_KEY in lines[0]
+    return lines[1:]
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +280,7 @@ def test_journal_records_are_complete_json_lines(tmp_path):
 def test_duplicate_journal_records_are_counted_once(tmp_path):
     path = tmp_path / "j.jsonl"
     S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
-    lines = path.read_text().splitlines()
+    lines = path.read_text().splitlines()[1:]  # after the header
     # A cluster re-ran two trials and both copies were appended (e.g. by two drivers).
     with open(path, "a") as f:
         f.write(lines[1] + "\n" + lines[3] + "\n")
@@ -292,9 +295,9 @@ def test_duplicate_journal_records_are_counted_once(tmp_path):
 def test_corrupt_journal_lines_are_skipped_with_a_warning(tmp_path):
     path = tmp_path / "j.jsonl"
     S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
-    lines = path.read_text().splitlines()
+    lines = path.read_text().splitlines()  # the header, then trials 0..3
     # Lose trial 3 to a crash mid-write (truncated, no newline) and add garbage lines.
-    path.write_text("\n".join(lines[:3]) + "\nnot json\n[1, 2]\n" + lines[3][:25])
+    path.write_text("\n".join(lines[:4]) + "\nnot json\n[1, 2]\n" + lines[4][:25])
     calls = Counting()
     with pytest.warns(RuntimeWarning, match="skipped 3 corrupt line"):
         search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=calls, journal=path).fit()
