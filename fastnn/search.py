@@ -1597,8 +1597,8 @@ class MLPObjective:
       decay_interval))`` with ``decay_interval`` [1]; or ``schedule``: a schedule config dict.
 
     ``base`` may also hold ``dtype`` ["float32"], ``standardize`` [True] (a Standardizer fitted
-    on the training set, applied once to both sets) and ``task`` ["classification" for integer
-    or boolean ``y``, else "regression"]; the data are converted once and shared by all trials.
+    on the training set, applied once to both sets) and ``task`` ["classification" for integer,
+    boolean or string labels ``y``, else "regression"]; the data are converted once and shared by all trials.
     For regression use ``metric="val_loss"``.
     """
 
@@ -1627,7 +1627,7 @@ class MLPObjective:
                                  f"shape {a.shape}")
         task = settings["task"]
         if task is None:
-            task = "classification" if y.dtype.kind in "biu" else "regression"
+            task = "classification" if y.dtype.kind in "biuUSO" else "regression"
         if task not in ("classification", "regression"):
             raise ValueError(f"base['task'] must be 'classification' or 'regression', got "
                              f"{task!r}")
