@@ -1768,93 +1768,171 @@ def default_space():
 # ---- command line ----------------------------------------------------------------------------
 
 def add_cli_arguments(parser):
-    """Add the ``fastnn search`` options to an ``argparse`` parser."""
-    from .cli import _int_range, _output_file, _seed
-    parser.add_argument("--data", metavar="PATH", default=None,
-                        help="an .npz file with arrays X and y, or a .csv file whose last column "
-                             "is the label (default: the built-in digits data)")
-    parser.add_argument("--dev-size", type=float, default=0.2, metavar="FRACTION",
-                        help="fraction of the data held out as dev set (default 0.2)")
-    parser.add_argument("--trials", type=int, default=20, metavar="N",
+    """Add the ``fastnn search`` options to an ``argparse`` parser: the data options of
+    ``fastnn train``, its model and training options (each one given fixes that
+    hyperparameter in every trial), and the search's own."""
+    from .cli import (_int_range, _output_file, add_data_arguments,
+                      add_hyperparameter_arguments)
+    add_data_arguments(parser)
+    add_hyperparameter_arguments(parser, fixed=True)
+    parser.add_argument("--space", metavar="FILE_OR_JSON", default=None,
+                        help="the search space: a .json or .toml file, or JSON text such as "
+                             "'{\"lr\": {\"type\": \"log_uniform\", \"low\": 1e-4, \"high\": 0.1}}' "
+                             "(default: learning rate, beta1, hidden units, batch size, layers, "
+                             "decay, L2)")
+    parser.add_argument("--trials", type=_int_range(1, MAX_TRIALS), default=20, metavar="N",
                         help="trials per round (default 20)")
-    parser.add_argument("--rounds", type=int, default=2, metavar="R",
+    parser.add_argument("--rounds", type=_int_range(1, 1000), default=2, metavar="R",
                         help="coarse-to-fine rounds (default 2)")
-    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+    parser.add_argument("--top-k", type=_int_range(1, MAX_TRIALS), default=None, metavar="K",
                         help="best trials of a round that set the next round's box")
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--prune", choices=("none", "median", "halving"), default="none",
+                        help="stop hopeless trials early: below the median of finished trials "
+                             "at the same epoch, or by successive halving (default none)")
+    parser.add_argument("--jobs", type=_int_range(1, 100_000), default=None, metavar="N",
                         help="local workers (default: one per core)")
     parser.add_argument("--backend", choices=("thread", "process"), default="thread",
                         help="local workers are threads (default) or processes")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run trials on a Dask cluster, e.g. tcp://host:8786")
     parser.add_argument("--journal", metavar="PATH", type=_output_file, default=None,
-                        help="JSON-lines journal; running again with it resumes the search")
-    parser.add_argument("--seed", type=_seed, default=0, help="search seed (default 0)")
-    parser.add_argument("--epochs", type=_int_range(1), default=10,
-                        help="epochs per trial (default 10)")
+                        help="JSON-lines journal; running the same search again resumes it")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new journal even if --journal holds another search")
+    parser.add_argument("--refit", choices=("train", "train+dev", "none"), default="train",
+                        help="train the best configuration again on the training set "
+                             "(default), on training and dev sets, or not at all")
+    parser.add_argument("--output", "-o", metavar="PATH", type=_output_file,
+                        default="fastnn-model.safetensors",
+                        help="where the refitted model is saved")
     parser.add_argument("--plot", metavar="PATH", type=_output_file, default=None,
-                        help="save the metric-versus-hyperparameter plot as PNG")
+                        help="save the metric-versus-hyperparameter plot as PNG "
+                             "(needs matplotlib)")
     return parser
 
 
+# Space files are small: a bigger one is not a space file.
+_MAX_SPACE_FILE = 1 << 20
+
+
+def load_space(spec):
+    """A search space from a ``.json`` or ``.toml`` file, or from JSON text (see
+    :func:`space_from_dict` for the format).  Files are read only if regular and at most
+    1 MiB; never unpickled."""
+    from ._files import FormatError, open_regular, parse_json
+    if not isinstance(spec, str):
+        raise TypeError(f"space must be a file name or JSON text, got {_describe(spec)}")
+    ext = os.path.splitext(spec)[1].lower()
+    if spec.lstrip().startswith("{"):
+        return space_from_dict(parse_json(spec, "the space", 16))
+    if ext not in (".json", ".toml"):
+        raise ValueError(f"space must be a .json or .toml file or JSON text, got {spec!r}")
+    f, size = open_regular(spec, "space")
+    with f:
+        if size > _MAX_SPACE_FILE:
+            raise FormatError(f"{spec}: {size} bytes is too large for a space file")
+        raw = f.read(_MAX_SPACE_FILE + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{spec}: not UTF-8 text ({exc})") from None
+    if ext == ".json":
+        return space_from_dict(parse_json(text, spec, 16))
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ImportError("reading a .toml space needs Python 3.11 or tomli (pip install "
+                              "tomli); or write the space as .json") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{spec}: not valid TOML ({exc})") from None
+    return space_from_dict(data)
+
+
 def load_data(path):
-    """``(X, y)`` from an .npz file (arrays ``X`` and ``y``) or a numeric .csv file whose last
-    column is the label (a non-numeric first row is taken as a header).  Regular files only,
-    checked before anything is allocated for them (``fastnn._files``); no pickle."""
-    from ._files import load_csv, load_npz
+    """``(X, y)`` from a data file as ``fastnn train --data`` reads it (.npz with arrays ``X``
+    and ``y``, .csv or .npy whose last column is the target); labels that are whole numbers
+    become integers.  Regular files only, checked before anything is allocated for them; no
+    pickle."""
+    from .cli import _labels
+    from .cli import load_data as load
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        return load_npz(path, ("X", "y"))
-    if ext == ".csv":
-        data = load_csv(path)
-        if data.shape[1] < 2:
-            raise ValueError(f"{path}: a CSV file needs feature columns and a label column")
-        X, y = data[:, :-1], data[:, -1]
-        if np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        return X, y
-    raise ValueError(f"--data must be an .npz or .csv file, got {path!r}")
+    if ext not in (".npz", ".csv", ".npy"):
+        raise ValueError(f"--data must be an .npz, .csv or .npy file, got {path!r}")
+    X, y = load(path)
+    y = np.asarray(y)
+    if y.ndim == 1 and y.dtype.kind == "f":
+        y = _labels(y) if np.all(np.isfinite(y)) and np.all(y == np.round(y)) else y
+    return X, y
+
+
+def _cli_space(args):
+    """The space of ``fastnn search``: ``--space`` (or :func:`default_space`), with the train
+    options given on the command line fixed."""
+    from .cli import _HYPERPARAMETERS
+    space = load_space(args.space) if args.space else default_space()
+    fixed = {name: getattr(args, name) for name in _HYPERPARAMETERS if hasattr(args, name)}
+    if "beta" in fixed:  # --beta is momentum's beta, or Adam's beta1
+        optimizer = fixed.get("optimizer", space.get("optimizer", "adam"))
+        if optimizer != "momentum":
+            fixed["beta1"] = fixed.pop("beta")
+            space.pop("beta1", None)
+    if "hidden" in fixed:  # the layers are given: their count and width are not searched
+        space.pop("n_layers", None)
+        space.pop("n_hidden", None)
+    space.update(fixed)
+    return space
 
 
 def run_cli(args):
-    """Run ``fastnn search`` from parsed arguments; prints the table and the best config.
-    Returns the exit status."""
+    """Run ``fastnn search`` from parsed arguments: the table, the best config, the best
+    configuration trained again and saved (``--refit``, ``--output``), its test score and the
+    plot.  Returns the exit status."""
     import sys
 
-    from . import datasets
-    from .cli import _ERRORS, _error_line
-    from .data import train_dev_test_split
+    import fastnn as fn
+    from .cli import _ERRORS, _error_line, _require_matplotlib, _split
 
-    get = lambda name, default=None: getattr(args, name, default)
     client = None
     try:
-        if get("data"):
-            X, y = load_data(get("data"))
-        else:
-            X, y = datasets.digits()
-        Xtr, Xd, _, ytr, yd, _ = train_dev_test_split(X, y, get("dev_size", 0.2), 0,
-                                                      seed=get("seed", 0) or 0)
+        if args.plot:
+            _require_matplotlib("--plot")
+        if args.threads is not None:
+            fn.set_num_threads(args.threads)
+        space = _cli_space(args)
+        task, _, (Xtr, ytr), (Xd, yd), (Xte, yte) = _split(args, args.task)
+        base = {"task": task, "dtype": args.dtype}
+        if not len(Xd):
+            raise ValueError("--dev-size must leave a dev set: the search scores trials on it")
+        objective = MLPObjective(Xtr, ytr, Xd, yd, base=base)
+        # Every setting checked before the first trial: a bad fixed value is an error here,
+        # not a failed trial each time.
+        objective.build(sample_config(space, args.seed, 0, 0), 0)
         executor = None
-        if get("scheduler"):
+        if args.scheduler:
             try:
                 from distributed import Client
             except ImportError:
                 print("fastnn search: --scheduler needs Dask: pip install distributed",
                       file=sys.stderr)
                 return 2
-            client = Client(get("scheduler"))
+            client = Client(args.scheduler)
             executor = client.get_executor()
-        n_trials = get("trials", 20)
-        search = RandomSearch(default_space(), n_trials, rounds=get("rounds", 2),
-                              top_k=get("top_k"), n_jobs=get("jobs"), executor=executor,
-                              journal=get("journal"), seed=get("seed", 0),
-                              base={"epochs": get("epochs", 10)},
-                              backend=get("backend", "thread") if executor is None else "thread",
+        pruner = {"none": None, "median": "median", "halving": "successive_halving"}[args.prune]
+        search = RandomSearch(space, args.trials, rounds=args.rounds, top_k=args.top_k,
+                              n_jobs=args.jobs, executor=executor, journal=args.journal,
+                              seed=args.seed, base=base, pruner=pruner, resume=not args.fresh,
+                              backend=args.backend if executor is None else "thread",
+                              metric="val_error" if task == "classification" else "val_loss",
                               progress=True)
         search.fit(Xtr, ytr, Xd, yd)
     except KeyboardInterrupt:
-        journal = get("journal")
+        journal = args.journal
         print("fastnn search: interrupted; " + (
             f"the finished trials are in the journal {journal}: run the same command to resume"
             if journal else "finished trials are not kept without --journal"), file=sys.stderr)
@@ -1867,12 +1945,22 @@ def run_cli(args):
             client.close()
     print(search.to_table())
     if search.best is None:
-        print("no trial succeeded", file=sys.stderr)
+        print("fastnn search: no trial finished; no model saved", file=sys.stderr)
         return 1
     best = search.best
     print(f"\nbest: {best['trial_id']}  {search.metric} = {best['metrics'][search.metric]:.4g}")
     print(json.dumps(best["config"], indent=2))
-    if get("plot"):
-        search.plot(get("plot"))
-        print(f"plot saved to {get('plot')}")
+    if args.refit != "none":
+        model = search.refit(include_dev=args.refit == "train+dev")
+        on = "training and dev sets" if args.refit == "train+dev" else "training set"
+        if len(Xte):
+            loss, err = model.evaluate(Xte, yte)
+            score = (f"test accuracy {1 - err:.4f}" if task == "classification"
+                     else f"test MSE {loss:.4g}")
+            print(f"best configuration trained again on the {on}: {score}")
+        model.save(args.output)
+        print(f"model saved to {args.output}")
+    if args.plot:
+        search.plot(args.plot)
+        print(f"plot saved to {args.plot}")
     return 0

@@ -46,10 +46,13 @@ def test_train_csv_and_predict(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
     res = run("predict", "b.safetensors", "d.csv", "--has-target", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    printed = float(res.stdout.split("accuracy")[1].split()[0])
+    printed = float(res.stderr.split("accuracy")[1].split()[0])  # the score goes to stderr
     model = fn.load(tmp_path / "b.safetensors")
     assert printed == pytest.approx(np.mean(model.predict(X) == y), abs=1e-4)
     assert printed > 0.7  # overlapping blobs; chance is 1/3
+    # The predictions go to stdout, one per row, as the labels were written: 2, not 2.0.
+    assert res.stdout.split() == [str(v) for v in model.predict(X)]
+    assert set(res.stdout.split()) <= {"0", "1", "2"}
     np.save(tmp_path / "x.npy", X[:5])
     res = run("predict", "b.safetensors", "x.npy", cwd=tmp_path)
     assert res.returncode == 0 and len(res.stdout.split()) == 5

@@ -513,12 +513,14 @@ def test_cli_on_a_data_file(tmp_path, capsys):
     parser = S.add_cli_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--data", str(tmp_path / "d.npz"), "--trials", "3", "--rounds",
                               "2", "--epochs", "2", "--jobs", "2", "--journal",
-                              str(tmp_path / "j.jsonl"), "--plot", str(tmp_path / "p.png")])
+                              str(tmp_path / "j.jsonl"), "--plot", str(tmp_path / "p.png"),
+                              "--output", str(tmp_path / "m.safetensors")])
     assert S.run_cli(args) == 0
     out = capsys.readouterr().out
     assert "rank" in out and "best: s0-r" in out and "trial s0-r1-t0002" in out and '"lr"' in out
     assert len(journal_lines(tmp_path / "j.jsonl")) == 6
     assert (tmp_path / "p.png").exists()
+    assert fn.load(tmp_path / "m.safetensors").n_inputs == 4
 
     np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,d,y",
                comments="")
