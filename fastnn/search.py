@@ -18,7 +18,19 @@ release the GIL, so threads share the training data without copies), in worker p
 Workers x kernel threads stays within the cores: each trial runs under
 ``fastnn._threads.threads(cores // workers)``, a thread-local override, because
 ``set_num_threads`` is process-wide.  Results come back to the calling thread, which alone
-writes the journal (one JSON line per trial, flushed and fsynced; never a pickle).
+writes the journal (one JSON line per trial, flushed and fsynced; never a pickle).  The
+journal's first line says which search wrote it (the objective's fingerprint, e.g. a SHA-256
+of the data, its fixed settings, the space, the metric and the pruner): a journal is resumed
+only by the same search, so it never hands back another search's results.
+
+Pruning works wherever trials run: before a trial is handed out, the pruner condenses the
+finished trials' learning curves into a small state sent with it; inside the trial,
+:func:`report` compares each epoch's value with that state and stops a hopeless trial.
+
+The pieces, in order: spaces (what is sampled), trials and :func:`report` (running one),
+pruners (stopping one early), the journal (the only code that touches files), the search
+(rounds, ranking, results, refit, plot), the runner (executors and workers), the built-in
+objective and the command line.
 """
 import collections
 import concurrent.futures as cf
