@@ -1610,7 +1610,8 @@ class MLPObjective:
 
     ``base`` may also hold ``dtype`` ["float32"], ``standardize`` [True] (a Standardizer fitted
     on the training set, applied once to both sets) and ``task`` ["classification" for integer,
-    boolean or string labels ``y``, else "regression"]; the data are converted once and shared by all trials.
+    boolean or string labels ``y``, else "regression"]; the data are converted once and shared
+    by all trials.
     For regression use ``metric="val_loss"``.
     """
 
@@ -1789,7 +1790,8 @@ def add_cli_arguments(parser):
     add_hyperparameter_arguments(parser, fixed=True)
     parser.add_argument("--space", metavar="FILE_OR_JSON", default=None,
                         help="the search space: a .json or .toml file, or JSON text such as "
-                             "'{\"lr\": {\"type\": \"log_uniform\", \"low\": 1e-4, \"high\": 0.1}}' "
+                             "'{\"lr\": {\"type\": \"log_uniform\", \"low\": 1e-4, "
+                             "\"high\": 0.1}}' "
                              "(default: learning rate, beta1, hidden units, batch size, layers, "
                              "decay, L2)")
     parser.add_argument("--trials", type=_int_range(1, MAX_TRIALS), default=20, metavar="N",
