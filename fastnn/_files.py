@@ -11,6 +11,7 @@ A file is written through a temporary in the same folder, renamed over the targe
 on disk; temporaries left by writers that were killed are removed by the next write of the
 same file.
 """
+import csv
 import io
 import json
 import math
@@ -26,7 +27,7 @@ import numpy as np
 from ._validation import _describe
 
 __all__ = ["FormatError", "check_path", "open_regular", "read_exact", "parse_json", "load_npy",
-           "load_npz", "load_csv", "atomic_write"]
+           "load_npz", "load_csv", "load_csv_labelled", "atomic_write"]
 
 
 class FormatError(ValueError):
@@ -241,6 +242,43 @@ def load_csv(path, skip_header=True):
                 return np.loadtxt(text, delimiter=",", skiprows=skip, ndmin=2)
         except ValueError as exc:  # UnicodeDecodeError included
             raise FormatError(f"{path}: not a numeric CSV table ({exc})") from None
+
+
+def load_csv_labelled(path):
+    """``(X, y)`` from a CSV table whose last column is the target: ``X`` the other columns
+    (numbers, float64), ``y`` the last column as float64 if every entry is a number, else as
+    text (class labels such as ``cat``; surrounding spaces removed).  A first row whose
+    feature columns are not all numbers is a header.  Fields may be quoted (``"a, b"``)."""
+    f, _ = open_regular(path)
+    with io.TextIOWrapper(f) as text:
+        try:
+            first = next(csv.reader([text.readline()]), [])
+            try:
+                [float(v) for v in first[:-1]]
+                skip = 0
+            except ValueError:
+                skip = 1
+            text.seek(0)
+            with warnings.catch_warnings():  # an empty file: the caller's shape check says so
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(text, delimiter=",", skiprows=skip, ndmin=2, dtype=str,
+                                   quotechar='"')
+        except (ValueError, csv.Error) as exc:  # UnicodeDecodeError included
+            raise FormatError(f"{path}: not a readable CSV table ({exc})") from None
+    if table.shape[0] == 0 or table.shape[1] < 2:
+        raise FormatError(f"{path}: expected a table with feature columns and a last target "
+                          f"column, got {table.shape[0]} row(s) of {table.shape[1]} column(s)")
+    try:
+        X = table[:, :-1].astype(np.float64)
+    except ValueError as exc:
+        raise FormatError(f"{path}: not a numeric CSV table in its feature columns "
+                          f"({exc})") from None
+    labels = np.char.strip(table[:, -1])
+    try:
+        y = labels.astype(np.float64)
+    except ValueError:
+        y = labels
+    return X, y
 
 
 # ---- writing ----------------------------------------------------------------------------------

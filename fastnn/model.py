@@ -345,7 +345,9 @@ class MLP:
     def set_weights(self, weights):
         """Copy ``weights`` (a dict as returned by :meth:`get_weights`) into the model.
 
-        Every key must be present, with the same shape and the model's dtype, and finite."""
+        Every key must be present, with the same shape, a floating dtype (cast to the model's:
+        float64 weights load into a float32 model, as ``torch``'s ``load_state_dict`` copies
+        them), and finite values, also after the cast; nothing is copied unless all are."""
         if not isinstance(weights, dict):
             raise TypeError(f"weights must be a dict of arrays, got {_describe(weights)}")
         expected = self._all_keys()
@@ -363,11 +365,17 @@ class MLP:
             if value.shape != target.shape:
                 raise ValueError(f"weights[{key!r}] must have shape {target.shape}, got "
                                  f"{value.shape}")
-            if value.dtype != self.dtype:
-                raise ValueError(f"weights[{key!r}] must have dtype {self.dtype}, got "
-                                 f"{value.dtype}")
+            if value.dtype.kind != "f":
+                raise ValueError(f"weights[{key!r}] must have a floating dtype (it is cast to "
+                                 f"the model's {self.dtype}), got {value.dtype}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"weights[{key!r}] must be finite, got NaN or infinity")
+            if value.dtype != self.dtype:
+                with np.errstate(over="ignore"):
+                    value = value.astype(self.dtype)
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"weights[{key!r}] must be finite in the model's "
+                                     f"{self.dtype}; some values overflow it")
             if key.endswith("running_var") and np.any(value < 0):
                 raise ValueError(f"weights[{key!r}] must be >= 0 (a variance)")
             checked[key] = value
@@ -394,20 +402,28 @@ class MLP:
             labels = validate_y(y, name, task="multiclass", n_samples=n_samples,
                                 n_classes=self.n_outputs)
             return labels.astype(np.int32), None
+        if self.task == "binary" and self.classes_ is not None and self.n_outputs == 1:
+            y = self._encode_labels(y, name)
         Y = validate_y(y, name, task=self.task, n_samples=n_samples, n_outputs=self.n_outputs,
                        dtype=self.dtype)
         return None, np.ascontiguousarray(Y.reshape(n_samples, self.n_outputs))
 
     def _encode_labels(self, y, name):
+        """Labels as indices into ``classes_``; labels not among them raise ``ValueError``."""
         y = np.asarray(y)
         if y.ndim != 1:
             raise ValueError(f"{name} must be 1-D labels, got shape {y.shape}")
+        text = y.dtype.kind in "US"
+        if text != (self.classes_.dtype.kind in "US") and y.size:
+            raise TypeError(f"{name} holds {'text' if text else 'numeric'} labels, the model's "
+                            f"classes are {'numbers' if text else 'text'}: "
+                            f"{self.classes_.tolist()}")
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         bad = self.classes_[idx] != y
         if np.any(bad):
-            raise ValueError(f"{name} holds labels not seen in training, such as {y[bad][0]!r}; "
-                             f"known classes: {list(self.classes_)}")
+            raise ValueError(f"{name} holds labels not seen in training, such as "
+                             f"{y[bad][0].item()!r}; known classes: {self.classes_.tolist()}")
         return idx
 
     # ---- inference ---------------------------------------------------------------------------
@@ -527,6 +543,9 @@ class MLP:
         l2 = check_scalar(l2, "l2", "float", low=0.0)
         seed = self.seed if seed is None else check_random_seed(seed)
         m = X.shape[0]
+        if training and m == 1 and any(layer.batch_norm for layer in self.layers):
+            raise ValueError("batch norm needs more than 1 row of X in training mode (the "
+                             "variance of one row is 0); got 1 row with training=True")
         n_threads = get_num_threads()
         with self._training("loss_and_grads"):
             loss, sum_w2, _ = self._net(m, n_threads).loss_grad(X, labels, Y, bool(training),

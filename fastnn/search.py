@@ -18,7 +18,19 @@ release the GIL, so threads share the training data without copies), in worker p
 Workers x kernel threads stays within the cores: each trial runs under
 ``fastnn._threads.threads(cores // workers)``, a thread-local override, because
 ``set_num_threads`` is process-wide.  Results come back to the calling thread, which alone
-writes the journal (one JSON line per trial, flushed and fsynced; never a pickle).
+writes the journal (one JSON line per trial, flushed and fsynced; never a pickle).  The
+journal's first line says which search wrote it (the objective's fingerprint, e.g. a SHA-256
+of the data, its fixed settings, the space, the metric and the pruner): a journal is resumed
+only by the same search, so it never hands back another search's results.
+
+Pruning works wherever trials run: before a trial is handed out, the pruner condenses the
+finished trials' learning curves into a small state sent with it; inside the trial,
+:func:`report` compares each epoch's value with that state and stops a hopeless trial.
+
+The pieces, in order: spaces (what is sampled), trials and :func:`report` (running one),
+pruners (stopping one early), the journal (the only code that touches files), the search
+(rounds, ranking, results, refit, plot), the runner (executors and workers), the built-in
+objective and the command line.
 """
 import collections
 import concurrent.futures as cf
@@ -41,8 +53,10 @@ from ._threads import get_num_threads, threads
 from ._validation import NotFittedError, _describe, check_random_seed, check_scalar
 
 __all__ = ["Space", "LogUniform", "OneMinusLogUniform", "Uniform", "IntUniform", "Choice",
-           "RandomSearch", "MLPObjective", "default_space", "sample_config", "read_journal",
-           "load_data", "add_cli_arguments", "run_cli"]
+           "space_to_dict", "space_from_dict", "load_space", "Pruner", "MedianPruner",
+           "SuccessiveHalvingPruner", "TrialPruned", "report", "RandomSearch", "MLPObjective",
+           "default_space", "sample_config", "read_journal", "load_data", "add_cli_arguments",
+           "run_cli", "MAX_TRIALS"]
 
 
 # ---- spaces ----------------------------------------------------------------------------------
@@ -90,6 +104,11 @@ class Space:
 
     def _key(self):
         return (self.low, self.high)
+
+    def to_dict(self):
+        """The space as JSON-able data (``{"type": ..., ...}``); :func:`space_from_dict` reads
+        it back."""
+        return {"type": _TYPE_NAMES[type(self)], "low": self.low, "high": self.high}
 
     def __repr__(self):
         return f"{type(self).__name__}({self.low!r}, {self.high!r})"
@@ -224,6 +243,9 @@ class IntUniform(Space):
     def _key(self):
         return (self.low, self.high, self.log)
 
+    def to_dict(self):
+        return {"type": "int_uniform", "low": self.low, "high": self.high, "log": self.log}
+
     def __repr__(self):
         extra = ", log=True" if self.log else ""
         return f"IntUniform({self.low!r}, {self.high!r}{extra})"
@@ -283,6 +305,9 @@ class Choice(Space):
     def _key(self):
         return self.options
 
+    def to_dict(self):
+        return {"type": "choice", "options": self.options}
+
     def __repr__(self):
         return f"Choice({self.options!r})"
 
@@ -309,6 +334,60 @@ class Choice(Space):
     def narrow(self, values, margin=0.1):
         keep = {self.index(v) for v in _narrow_values(self, values)}
         return Choice([o for i, o in enumerate(self.options) if i in keep])
+
+
+# How a space is written as data (journal headers, space files): {"type": name, **arguments}.
+_TYPES = {"uniform": Uniform, "log_uniform": LogUniform,
+          "one_minus_log_uniform": OneMinusLogUniform, "int_uniform": IntUniform,
+          "choice": Choice}
+_TYPE_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def space_to_dict(space):
+    """A space (``name -> Space or constant``) as JSON-able data: each :class:`Space` as its
+    :meth:`~Space.to_dict`, each constant as itself."""
+    space = _check_space(space)
+    return {name: sp.to_dict() if isinstance(sp, Space) else sp for name, sp in space.items()}
+
+
+def space_from_dict(data):
+    """The space written by :func:`space_to_dict`, or by hand in a JSON or TOML file.
+
+    Each entry is either a constant (a number, string, boolean, list, or a table without a
+    ``"type"`` key) or a table ``{"type": t, ...}`` with ``t`` one of ``"uniform"``,
+    ``"log_uniform"``, ``"one_minus_log_uniform"`` (``low``, ``high``), ``"int_uniform"``
+    (``low``, ``high``, optional ``log``) or ``"choice"`` (``options``).  For example, in TOML::
+
+        lr = {type = "log_uniform", low = 1e-4, high = 1e-1}
+        batch_size = {type = "choice", options = [32, 64, 128]}
+        epochs = 20
+    """
+    if not isinstance(data, dict) or not data:
+        raise TypeError(f"a space must be a non-empty table name -> space or constant, got "
+                        f"{_describe(data)}")
+    space = {}
+    for name, entry in data.items():
+        if not (isinstance(entry, dict) and "type" in entry):
+            space[name] = entry
+            continue
+        args = dict(entry)
+        kind = args.pop("type")
+        cls = _TYPES.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise ValueError(f"space[{name!r}]: type must be one of {sorted(_TYPES)}, got "
+                             f"{kind!r}")
+        allowed = set(inspect.signature(cls).parameters)
+        unknown = sorted(set(args) - allowed)
+        missing = sorted(p for p, v in inspect.signature(cls).parameters.items()
+                         if v.default is inspect.Parameter.empty and p not in args)
+        if unknown or missing:
+            raise ValueError(f"space[{name!r}] ({kind}) takes {sorted(allowed)}; "
+                             + (f"unknown {unknown}" if unknown else f"missing {missing}"))
+        try:
+            space[name] = cls(**args)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"space[{name!r}]: {exc}") from None
+    return _check_space(space)
 
 
 def _check_space(space):
@@ -374,16 +453,198 @@ class _TrialCancelled(BaseException):
     ``Exception``, so the trial is not recorded as failed (it did not finish)."""
 
 
-# The cancellation event of the search running the current thread's trial (backend="thread").
+class TrialPruned(Exception):
+    """Raised by :func:`report` inside a trial that the search's pruner stops early; the
+    trial is recorded with status ``"pruned"`` and its last reported value."""
+
+
+class _TrialContext:
+    """What a running trial knows of its search: the cancellation event (thread workers), the
+    pruner with the state it prepared from the finished trials, the dev metric, and the values
+    the trial reported so far (its learning curve)."""
+
+    def __init__(self, cancel, pruner, prepared, metric):
+        self.cancel, self.pruner, self.prepared, self.metric = cancel, pruner, prepared, metric
+        self.curve = []
+
+
+# The context of the trial the current thread runs (None outside trials).
 _TRIAL = threading.local()
 
 
 def _check_cancelled(trainer=None, epoch=None, logs=None):
     """Raise :class:`_TrialCancelled` if this thread's trial belongs to an interrupted search
     (also a ``fit`` callback: built-in trials stop at the end of their current epoch)."""
-    cancel = getattr(_TRIAL, "cancel", None)
-    if cancel is not None and cancel.is_set():
+    context = getattr(_TRIAL, "context", None)
+    if context is not None and context.cancel is not None and context.cancel.is_set():
         raise _TrialCancelled
+
+
+def report(step, value):
+    """Report a trial's dev metric after ``step`` (an epoch, say) from inside an objective.
+
+    The value joins the trial's learning curve (recorded in the journal); if the search has a
+    pruner and it finds the trial hopeless at this step, :class:`TrialPruned` is raised: let it
+    propagate.  Outside a search's trial this does nothing.  The built-in objective reports
+    after every epoch.
+
+    Parameters
+    ----------
+    step : int >= 0
+        Steps must increase from one report to the next.
+    value : float
+        The value of the search's ``metric`` (lower is better); non-finite values are not
+        recorded.
+    """
+    context = getattr(_TRIAL, "context", None)
+    if context is None:
+        return
+    step = check_scalar(step, "step", "int", low=0)
+    if context.curve and step <= context.curve[-1][0]:
+        raise ValueError(f"report: steps must increase, got {step} after "
+                         f"{context.curve[-1][0]}")
+    value = check_scalar(value, "value", "float")
+    if not math.isfinite(value):
+        return
+    context.curve.append([step, value])
+    if context.pruner is not None and context.pruner.prune(context.prepared, step, value):
+        raise TrialPruned(f"pruned at step {step}: {context.metric} = {value:.4g}")
+
+
+def _report_epoch(trainer, epoch, logs):
+    """A ``fit`` callback: report the search's metric after each epoch of a built-in trial."""
+    context = getattr(_TRIAL, "context", None)
+    if context is not None and context.metric in logs:
+        report(epoch, logs[context.metric])
+
+
+# ---- pruners: which trials stop early ---------------------------------------------------------
+
+class Pruner:
+    """Stops hopeless trials early from the learning curves of the trials that finished.
+
+    A pruner works in two halves, so that trials can run anywhere (threads, processes, a
+    cluster): :meth:`prepare` runs in the search process before a trial is handed out and
+    condenses the finished trials' records into a small picklable state; :meth:`prune` runs
+    inside the trial at each :func:`report` and decides from that state alone.
+    """
+
+    def prepare(self, records, metric):
+        """State for :meth:`prune` from the finished trials' records (``record["curve"]``:
+        ``[[step, value], ...]``)."""
+        raise NotImplementedError
+
+    def prune(self, prepared, step, value):
+        """Whether the trial that reports ``value`` at ``step`` stops."""
+        raise NotImplementedError
+
+    def get_config(self):
+        """JSON-able settings (recorded in the journal: pruning changes trials' results)."""
+        raise NotImplementedError
+
+
+def _values_by_step(records, statuses):
+    by_step = collections.defaultdict(list)
+    for rec in records:
+        if rec["status"] in statuses:
+            for step, value in rec.get("curve") or ():
+                by_step[step].append(value)
+    return by_step
+
+
+class MedianPruner(Pruner):
+    """Stop a trial whose value at a step is worse than the median, at that step, of the
+    trials that ran to the end (the rule of Google Vizier and Optuna's ``MedianPruner``).
+
+    Parameters
+    ----------
+    n_startup_trials : int, default 5
+        No pruning until this many trials have finished unpruned.
+    n_warmup_steps : int, default 1
+        No pruning at steps below this (the first epochs are noisy).
+    """
+
+    def __init__(self, n_startup_trials=5, n_warmup_steps=1):
+        self.n_startup_trials = check_scalar(n_startup_trials, "n_startup_trials", "int", low=0)
+        self.n_warmup_steps = check_scalar(n_warmup_steps, "n_warmup_steps", "int", low=0)
+
+    def prepare(self, records, metric):
+        complete = [r for r in records if r["status"] == "ok"]
+        if len(complete) < max(1, self.n_startup_trials):
+            return {}
+        return {step: float(np.median(v))
+                for step, v in _values_by_step(complete, ("ok",)).items()}
+
+    def prune(self, prepared, step, value):
+        median = prepared.get(step)
+        return step >= self.n_warmup_steps and median is not None and value > median
+
+    def get_config(self):
+        return {"name": "median", "n_startup_trials": self.n_startup_trials,
+                "n_warmup_steps": self.n_warmup_steps}
+
+    def __repr__(self):
+        return (f"MedianPruner(n_startup_trials={self.n_startup_trials}, "
+                f"n_warmup_steps={self.n_warmup_steps})")
+
+
+class SuccessiveHalvingPruner(Pruner):
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel
+    Hyperparameter Tuning", MLSys 2020): rungs at steps ``min_steps * eta**k - 1``; a trial
+    goes on past a rung only if its value is among the best ``1/eta`` of the values every
+    trial (finished or pruned) had at that rung, itself included.
+
+    Parameters
+    ----------
+    min_steps : int, default 1
+        Steps before the first rung (the first rung is step ``min_steps - 1``).
+    reduction_factor : int >= 2, default 3
+        ``eta``: about one trial in ``eta`` passes each rung.
+    """
+
+    def __init__(self, min_steps=1, reduction_factor=3):
+        self.min_steps = check_scalar(min_steps, "min_steps", "int", low=1)
+        self.reduction_factor = check_scalar(reduction_factor, "reduction_factor", "int", low=2)
+
+    def _is_rung(self, step):
+        n, eta = step + 1, self.reduction_factor
+        if n < self.min_steps or n % self.min_steps:
+            return False
+        n //= self.min_steps
+        while n % eta == 0:
+            n //= eta
+        return n == 1
+
+    def prepare(self, records, metric):
+        return {step: sorted(v) for step, v in _values_by_step(records, ("ok", "pruned")).items()
+                if self._is_rung(step)}
+
+    def prune(self, prepared, step, value):
+        if not self._is_rung(step):
+            return False
+        values = sorted(prepared.get(step, []) + [value])
+        keep = max(1, len(values) // self.reduction_factor)
+        return value > values[keep - 1]
+
+    def get_config(self):
+        return {"name": "successive_halving", "min_steps": self.min_steps,
+                "reduction_factor": self.reduction_factor}
+
+    def __repr__(self):
+        return (f"SuccessiveHalvingPruner(min_steps={self.min_steps}, "
+                f"reduction_factor={self.reduction_factor})")
+
+
+_PRUNERS = {"median": MedianPruner, "successive_halving": SuccessiveHalvingPruner}
+
+
+def _check_pruner(pruner):
+    if pruner is None or isinstance(pruner, Pruner):
+        return pruner
+    if isinstance(pruner, str) and pruner in _PRUNERS:
+        return _PRUNERS[pruner]()
+    raise ValueError(f"pruner must be None, {sorted(_PRUNERS)} or a fastnn.search.Pruner, got "
+                     f"{_describe(pruner)}")
 
 
 def _clean_metrics(out, metric):
@@ -410,23 +671,29 @@ def _clean_metrics(out, metric):
     return metrics
 
 
-def _run_trial(objective, spec, metric, n_threads, cancel=None):
-    """Run one trial; exceptions of the objective become a ``failed`` record.  ``cancel`` (a
-    ``threading.Event``, thread workers only) is set when the search is interrupted."""
+def _run_trial(objective, spec, metric, n_threads, cancel=None, pruner=None, prepared=None):
+    """Run one trial; exceptions of the objective become a ``failed`` record, :class:`TrialPruned`
+    a ``pruned`` one.  ``cancel`` (a ``threading.Event``, thread workers only) is set when the
+    search is interrupted; ``pruner`` decides from ``prepared`` (see :class:`Pruner`)."""
     if objective is None:
         objective = _WORKER_OBJECTIVE
     record = dict(spec)
     t0 = time.perf_counter()
-    _TRIAL.cancel = cancel
+    context = _TrialContext(cancel, pruner, prepared, metric)
+    _TRIAL.context = context
     try:
         _check_cancelled()
         with threads(n_threads):
             out = objective(dict(spec["config"]), spec["seed"])
         record.update(status="ok", metrics=_clean_metrics(out, metric), error=None)
+    except TrialPruned as exc:
+        step, value = context.curve[-1] if context.curve else (None, None)
+        record.update(status="pruned", metrics={metric: value, "step": step}, error=str(exc))
     except Exception as exc:  # the search goes on; the reason is recorded
         record.update(status="failed", metrics={}, error=_reason(exc))
     finally:
-        _TRIAL.cancel = None
+        _TRIAL.context = None
+    record["curve"] = context.curve
     record["time"] = time.perf_counter() - t0
     return record
 
@@ -444,6 +711,10 @@ def _failed(spec, reason):
 
 _RECORD_KEYS = {"trial_id": str, "round": int, "index": int, "seed": int, "config": dict,
                 "metrics": dict, "status": str}
+_STATUSES = ("ok", "pruned", "failed")
+# The first line of a journal: which search wrote it (see RandomSearch._fingerprint).
+_HEADER_KEY = "fastnn_search_journal"
+_JOURNAL_VERSION = 1
 
 
 def _valid_record(rec):
@@ -452,22 +723,20 @@ def _valid_record(rec):
     for key, kind in _RECORD_KEYS.items():
         if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
             return False
-    return rec["status"] in ("ok", "failed")
+    return rec["status"] in _STATUSES
 
 
-def read_journal(path):
-    """The trial records of a journal file, ``trial_id -> record``, first record of an id wins.
-
-    Lines that are not a JSON trial record (such as a last line truncated by a crash) are
-    skipped with a ``RuntimeWarning``.  JSON only: nothing is ever unpickled.
-    """
-    records = {}
+def _read_journal(path):
+    """``(header, records, corrupt line numbers)`` of a journal file; ``(None, {}, [])`` when
+    it does not exist.  Regular files only (a FIFO or a device is refused unread)."""
+    from ._files import open_regular
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f, _ = open_regular(path, "journal")
     except FileNotFoundError:
-        return records
-    bad = []
+        return None, {}, []
+    with f:
+        data = f.read()
+    header, records, bad = None, {}, []
     for lineno, raw in enumerate(data.split(b"\n"), 1):
         if not raw.strip():
             continue
@@ -476,31 +745,71 @@ def read_journal(path):
         except (UnicodeDecodeError, ValueError):
             bad.append(lineno)
             continue
+        if isinstance(rec, dict) and _HEADER_KEY in rec and header is None and not records:
+            header = rec
+            continue
         if not _valid_record(rec):
             bad.append(lineno)
             continue
         records.setdefault(rec["trial_id"], rec)
+    return header, records, bad
+
+
+def _warn_corrupt(path, bad, stacklevel):
     if bad:
         shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
         warnings.warn(f"journal {os.fspath(path)!r}: skipped {len(bad)} corrupt line(s) "
-                      f"(line {shown})", RuntimeWarning, stacklevel=3)
+                      f"(line {shown})", RuntimeWarning, stacklevel=stacklevel + 1)
+
+
+def read_journal(path):
+    """The trial records of a journal file, ``trial_id -> record``, first record of an id wins.
+
+    The header line (which search wrote the journal) is not a record.  Lines that are not a
+    JSON trial record (such as a last line truncated by a crash) are skipped with a
+    ``RuntimeWarning``.  Only a regular file is read (``fastnn.FormatError`` otherwise); JSON
+    only: nothing is ever unpickled.
+    """
+    _, records, bad = _read_journal(path)
+    _warn_corrupt(path, bad, 2)
     return records
 
 
-class _Journal:
-    """Appends records as JSON lines, each flushed and fsynced; records each trial id once."""
+def _first_difference(a, b, where=""):
+    """Where two JSON values first differ, as ``(path, a_part, b_part)``; None if equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                return f"{where}{key}", a.get(key, "<absent>"), b.get(key, "<absent>")
+            diff = _first_difference(a[key], b[key], f"{where}{key}.")
+            if diff:
+                return diff
+        return None
+    return None if a == b else (where.rstrip(".") or "value", a, b)
 
-    def __init__(self, path, known):
+
+class _Journal:
+    """Appends records as JSON lines, each flushed and fsynced; records each trial id once.
+
+    A new journal starts with a header line describing the search (its fingerprint); it is
+    created, or replaced, atomically."""
+
+    def __init__(self, path, known, header=None):
         self.known = set(known)
         self.file = None
-        if path is not None:
-            self.file = open(path, "ab")  # noqa: SIM115 - open for the whole search
-            # A crash may have left a truncated last line: start on a fresh line.
-            if self.file.tell() > 0:
-                with open(path, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    if f.read(1) != b"\n":
-                        self._write(b"\n")
+        if path is None:
+            return
+        if header is not None:
+            from ._files import atomic_write
+            atomic_write(path, json.dumps(header, allow_nan=False, separators=(",", ":"))
+                         .encode("utf-8") + b"\n")
+        self.file = open(path, "ab")  # noqa: SIM115 - open for the whole search
+        # A crash may have left a truncated last line: start on a fresh line.
+        if self.file.tell() > 0:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    self._write(b"\n")
 
     def _write(self, data):
         self.file.write(data)
@@ -530,6 +839,32 @@ class _Journal:
             self.file.close()
 
 
+# Trials per round: far more than a random search needs, few enough to keep every record.
+MAX_TRIALS = 1_000_000
+
+
+class _Prepared:
+    """The pruner's state for the next trial, prepared from the finished trials (cached until
+    another trial finishes)."""
+
+    def __init__(self, pruner, done, metric):
+        self.pruner, self.done, self.metric = pruner, done, metric
+        self._state, self._count = None, -1
+
+    def __call__(self):
+        if self.pruner is None:
+            return None
+        if self._count != len(self.done):
+            self._state = self.pruner.prepare(list(self.done.values()), self.metric)
+            self._count = len(self.done)
+        return self._state
+
+
+def _short(value, limit=80):
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 # ---- the search ------------------------------------------------------------------------------
 
 class RandomSearch:
@@ -541,7 +876,7 @@ class RandomSearch:
         ``name -> Space`` (sampled) or a constant (JSON-serialisable; passed to every trial).
         Random sampling only, never a grid.
     n_trials : int, default 20
-        Trials per round (``n_trials * rounds`` in all).
+        Trials per round (``n_trials * rounds`` in all), at most ``MAX_TRIALS`` (a million).
     rounds : int, default 1
         Round r+1 samples from the box (on each space's sampling scale, widened by ``margin``)
         around the ``top_k`` best successful trials of round r.
@@ -559,8 +894,11 @@ class RandomSearch:
         (the nanny sets ``OMP_NUM_THREADS=1``) unless ``threads_per_trial`` is given.
     journal : str, os.PathLike or None, default None
         A JSON-lines file: every finished trial (id, round, index, seed, config, metrics,
-        status, error, time) is appended, flushed and fsynced.  Searching again with the same
-        journal resumes: finished trials (failed ones too) are never run again.
+        status, error, time, learning curve) is appended, flushed and fsynced, after a header
+        line saying which search it is.  Searching again with the same journal resumes:
+        finished trials (failed ones too) are never run again.  The header holds the
+        objective's ``fingerprint()`` when it has one (the built-in objective's is a SHA-256
+        of its data and its fixed settings), so a journal is never resumed with other data.
     seed : int, default 0
         Trial ``(round, index)`` has id ``"s{seed}-r{round}-t{index:04d}"``; its config and its
         own seed (passed to the objective) are drawn deterministically from these numbers.
@@ -583,15 +921,28 @@ class RandomSearch:
     mp_context : {"forkserver", "spawn"} or None, default None
     progress : bool, default False
         Print one line per finished trial.
+    pruner : {"median", "successive_halving"}, Pruner or None, default None
+        Stops hopeless trials early (:class:`MedianPruner`, :class:`SuccessiveHalvingPruner`
+        with their defaults, or an instance), so the cores go to promising ones.  Trials
+        report their dev metric with :func:`report` (the built-in objective after every
+        epoch); a pruned trial is recorded with status ``"pruned"`` and its last value.  A
+        pruner decides from the trials finished when a trial starts: with parallel workers
+        which trials are pruned depends on the order in which trials finish.
+    resume : bool, default True
+        With a journal: go on with the trials it holds, after checking that it was written by
+        the same search (same data and fixed settings of the objective, first-round space,
+        metric and pruner; ``ValueError`` otherwise).  ``False``: start a new journal in its
+        place (its trials are discarded).
 
     Attributes
     ----------
     results : list of dict
         Every trial of the search (journalled ones included), best first: successful trials by
         ``metrics[metric]``, then failed ones.  Keys: ``trial_id``, ``round``, ``index``,
-        ``seed``, ``config``, ``metrics``, ``status`` ("ok"/"failed"), ``error``, ``time``.
-    best : dict
-        ``results[0]`` (needs one successful trial).
+        ``seed``, ``config``, ``metrics``, ``status`` ("ok"/"pruned"/"failed"), ``error`` (why it
+        failed or was pruned), ``time``, ``curve`` (``[[step, value], ...]`` reported).
+    best : dict or None
+        ``results[0]`` if it finished unpruned.
     spaces : list of dict
         The space of each round.
     n_run : int
@@ -601,9 +952,9 @@ class RandomSearch:
     def __init__(self, space, n_trials=20, rounds=1, top_k=None, n_jobs=None, executor=None,
                  journal=None, seed=0, objective=None, *, metric="val_error", base=None,
                  backend="thread", margin=0.1, threads_per_trial=None, mp_context=None,
-                 progress=False):
+                 progress=False, pruner=None, resume=True):
         self.space = _check_space(space)
-        self.n_trials = check_scalar(n_trials, "n_trials", "int", low=1)
+        self.n_trials = check_scalar(n_trials, "n_trials", "int", low=1, high=MAX_TRIALS)
         self.rounds = check_scalar(rounds, "rounds", "int", low=1)
         if top_k is None:
             top_k = min(self.n_trials, max(2, self.n_trials // 4))
@@ -647,6 +998,11 @@ class RandomSearch:
                              f"{mp_context!r}")
         self.mp_context = mp_context
         self.progress = bool(progress)
+        self.pruner = _check_pruner(pruner)
+        if not isinstance(resume, (bool, np.bool_)):
+            raise TypeError(f"resume must be True or False, got {_describe(resume)}")
+        self.resume = bool(resume)
+        self._fitted_objective = None
         self.results = None
         self.best = None
         self.spaces = None
@@ -679,32 +1035,28 @@ class RandomSearch:
                                 f"but it cannot be pickled ({_reason(exc)}); define it at module "
                                 f"level or use backend='thread'") from exc
 
-        done = read_journal(self.journal) if self.journal is not None else {}
-        journal = _Journal(self.journal, done)
-        runner = _Runner(self, objective)
+        done, header = self._open_journal(objective)
+        journal = _Journal(self.journal, done, header)
+        prepared = _Prepared(self.pruner, done, self.metric)
+        runner = _Runner(self, objective, prepared)
         space = dict(self.space)
         spaces, mine = [], []
         self.n_run = 0
         try:
             for r in range(self.rounds):
                 spaces.append(space)
-                specs = [self._spec(space, r, i) for i in range(self.n_trials)]
-                for s in specs:
-                    old = done.get(s["trial_id"])
-                    if old is not None and old["config"] != s["config"]:
-                        raise ValueError(
-                            f"journal {os.fspath(self.journal)!r} holds trial {s['trial_id']} "
-                            f"with config {old['config']!r}, but this search samples "
-                            f"{s['config']!r}: it was written by a search with another space; "
-                            f"use another journal or seed")
-                todo = [s for s in specs if s["trial_id"] not in done]
+                self._check_journalled_configs(space, r, done)
+                ids = [_trial_id(self.seed, r, i) for i in range(self.n_trials)]
+                # Specs are drawn when a worker is free: a search of many trials holds only
+                # the ones running.
+                todo = (self._spec(space, r, i) for i, tid in enumerate(ids) if tid not in done)
                 for record in runner.run(todo):
                     if journal.add(record):
                         done[record["trial_id"]] = record
                         self.n_run += 1
                         if self.progress:
                             self._print_trial(record, r)
-                round_records = [done[s["trial_id"]] for s in specs]
+                round_records = [done[tid] for tid in ids]
                 mine.extend(round_records)
                 if r + 1 < self.rounds:
                     space = self._narrow(space, round_records, r)
@@ -715,10 +1067,71 @@ class RandomSearch:
         self.spaces = spaces
         self.results = sorted(mine, key=self._rank_key)
         self.best = self.results[0] if self.results[0]["status"] == "ok" else None
+        self._fitted_objective = objective
         if self.best is None:
-            warnings.warn(f"all {len(mine)} trials failed; first error: {mine[0]['error']}",
-                          RuntimeWarning, stacklevel=2)
+            failed = sum(r["status"] == "failed" for r in mine)
+            what = (f"all {len(mine)} trials failed" if failed == len(mine) else
+                    f"no trial of {len(mine)} finished ({failed} failed, the others pruned)")
+            warnings.warn(f"{what}; first reason: {self.results[0]['error']}", RuntimeWarning,
+                          stacklevel=2)
         return self
+
+    def _fingerprint(self, objective):
+        """What the results of a trial depend on besides its config and seed: the objective's
+        own fingerprint (the built-in one: the data and fixed settings), the first round's
+        space, the metric and the pruner.  A journal resumes only a search that agrees."""
+        fp = getattr(objective, "fingerprint", None)
+        return {"space": space_to_dict(self.space), "metric": self.metric,
+                "pruner": None if self.pruner is None else self.pruner.get_config(),
+                "objective": _jsonable(fp(), "objective.fingerprint()") if callable(fp) else None}
+
+    def _open_journal(self, objective):
+        """``(records, header)``: the journal's records (empty for a new journal) and the
+        header to write (None when the journal goes on).  A journal of another search (other
+        data, fixed settings, space, metric or pruner) is refused unless ``resume=False``."""
+        if self.journal is None:
+            return {}, None
+        fingerprint = self._fingerprint(objective)
+        header = {_HEADER_KEY: _JOURNAL_VERSION, "fingerprint": fingerprint}
+        if not self.resume:
+            return {}, header
+        path = os.fspath(self.journal)
+        old, records, bad = _read_journal(path)
+        if old is None and not records:
+            return {}, header  # new or empty: start it
+        hint = "use another journal, or resume=False (fastnn search --fresh) to start afresh"
+        if old is None:
+            raise ValueError(f"journal {path!r} has trial records but no header saying which "
+                             f"search wrote them; {hint}")
+        if old.get(_HEADER_KEY) != _JOURNAL_VERSION:
+            raise ValueError(f"journal {path!r} has format version {old.get(_HEADER_KEY)!r}; "
+                             f"this fastnn reads version {_JOURNAL_VERSION}; {hint}")
+        diff = _first_difference(old.get("fingerprint"), fingerprint)
+        if diff is not None:
+            where, was, now = diff
+            topic = {"space": "another space", "metric": "another metric",
+                     "pruner": "another pruner",
+                     "objective": "other data or other fixed settings"}.get(
+                         where.split(".")[0], "other settings")
+            raise ValueError(f"journal {path!r} was written by a search with {topic} "
+                             f"({where}: {_short(was)} there, {_short(now)} here), so its "
+                             f"results do not apply; {hint}")
+        _warn_corrupt(path, bad, 4)
+        return records, None
+
+    def _check_journalled_configs(self, space, r, done):
+        """The journal's trials of round ``r`` must be the trials this search draws."""
+        for tid, old in done.items():
+            if (old["round"] != r or old["index"] >= self.n_trials
+                    or tid != _trial_id(self.seed, r, old["index"])):
+                continue
+            config = sample_config(space, self.seed, r, old["index"])
+            if old["config"] != config:
+                raise ValueError(
+                    f"journal {os.fspath(self.journal)!r} holds trial {tid} with config "
+                    f"{old['config']!r}, but this search samples {config!r}: it was written by "
+                    f"a search with another space (or top_k, margin); use another journal or "
+                    f"seed")
 
     def _spec(self, space, r, i):
         return {"trial_id": _trial_id(self.seed, r, i), "round": r, "index": i,
@@ -729,14 +1142,17 @@ class RandomSearch:
         if rec["status"] == "ok":
             what = f"{self.metric} {rec['metrics'][self.metric]:.4g}"
         else:
-            what = f"failed: {rec['error']}"
+            what = f"{rec['status']}: {rec['error']}"
         print(f"round {r + 1}/{self.rounds}  trial {rec['trial_id']}  {what}  "
               f"({_fmt(rec['time'])} s)", flush=True)
 
     def _rank_key(self, rec):
-        if rec["status"] != "ok":
-            return (1, 0.0, rec["round"], rec["index"])
-        return (0, rec["metrics"][self.metric], rec["round"], rec["index"])
+        """Finished trials by the metric, then pruned ones by their last value, then failed
+        ones; ties in trial order."""
+        value = rec["metrics"].get(self.metric)
+        if rec["status"] == "failed" or value is None:
+            return (2, 0.0, rec["round"], rec["index"])
+        return (0 if rec["status"] == "ok" else 1, value, rec["round"], rec["index"])
 
     def _narrow(self, space, records, r):
         ok = sorted((rec for rec in records if rec["status"] == "ok"), key=self._rank_key)
@@ -758,6 +1174,9 @@ class RandomSearch:
         return [name for name, sp in self.space.items() if isinstance(sp, Space)]
 
     def _rows(self):
+        """One flat dict per trial: the config, then the metrics (a metric named like a
+        hyperparameter gets a ``metric_`` prefix), then ``time`` and ``reason`` (why a trial
+        failed or was pruned; None otherwise)."""
         self._check_fitted()
         rows = []
         for rank, rec in enumerate(self.results, 1):
@@ -767,7 +1186,7 @@ class RandomSearch:
             for key, value in rec["metrics"].items():
                 row[key if key not in row else f"metric_{key}"] = value
             row["time"] = rec["time"]
-            row["error"] = rec["error"]
+            row["reason"] = rec["error"]
             rows.append(row)
         return rows
 
@@ -780,22 +1199,30 @@ class RandomSearch:
             cells = []
             for c in cols:
                 v = row.get(c)
-                if c == self.metric and row["status"] != "ok":
+                if c == self.metric and row["status"] == "failed":
                     v = "failed"
+                elif c == self.metric and row["status"] == "pruned":
+                    v = f"pruned {_fmt(v)}"
                 cells.append(_fmt(v))
             rows.append(cells)
         widths = [max(len(c), *(len(r[j]) for r in rows)) if rows else len(c)
                   for j, c in enumerate(cols)]
         lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-        failed = [r for r in self.results if r["status"] != "ok"]
+        pruned = sum(r["status"] == "pruned" for r in self.results)
+        if pruned:
+            lines.append(f"{pruned} trial(s) pruned (stopped early by {self.pruner!r})")
+        failed = [r for r in self.results if r["status"] == "failed"]
         if failed:
             lines.append(f"{len(failed)} failed trial(s); first: {failed[0]['trial_id']}: "
                          f"{failed[0]['error']}")
         return "\n".join(lines)
 
     def as_dataframe(self):
-        """The results as a ``pandas.DataFrame`` (one row per trial, best first)."""
+        """The results as a ``pandas.DataFrame``, one row per trial, best first: ``rank``,
+        ``trial_id``, ``round``, ``status``, the config, the metrics (the built-in objective's
+        training ``error`` and ``loss`` among them), ``time`` and ``reason`` (why a trial failed
+        or was pruned)."""
         try:
             import pandas as pd
         except ImportError as exc:
@@ -803,10 +1230,46 @@ class RandomSearch:
                               "results work without it") from exc
         return pd.DataFrame(self._rows())
 
+    def refit(self, include_dev=False):
+        """The best configuration trained again into a model ready to use (built-in objective
+        only): the same seed as its trial, the standardizer and the class labels attached, so
+        ``model.save(path)`` writes a file ``fastnn predict`` takes.
+
+        Parameters
+        ----------
+        include_dev : bool, default False
+            Train on the training and dev sets together (more data for the final model; the
+            dev set then no longer measures it).  It trains for as many epochs as the best
+            trial needed to reach its best dev value (with ``patience``, the epoch early
+            stopping restored).
+
+        Returns
+        -------
+        MLP
+        """
+        self._check_fitted()
+        objective = self._fitted_objective
+        if not isinstance(objective, MLPObjective):
+            raise TypeError("refit trains the built-in objective's model; with your own "
+                            "objective, train search.best['config'] yourself")
+        if self.best is None:
+            raise ValueError("refit needs a trial that finished; every trial failed or was "
+                             "pruned")
+        if not isinstance(include_dev, (bool, np.bool_)):
+            raise TypeError(f"include_dev must be True or False, got {_describe(include_dev)}")
+        epochs = None
+        if include_dev:
+            epochs = int(self.best["metrics"].get("best_epoch",
+                                                  self.best["metrics"].get("epochs", 0) - 1)) + 1
+        return objective.final_model(self.best["config"], self.best["seed"],
+                                     include_dev=bool(include_dev), epochs=epochs)
+
     def plot(self, path=None):
         """The dev metric against each searched hyperparameter, one panel each, coloured by
-        round; log axes for log-scale spaces (``1 - beta`` for :class:`OneMinusLogUniform`).
-        Saved to ``path`` when given.  Returns the matplotlib figure."""
+        round (pruned trials as grey crosses at their last reported value); log axes for
+        log-scale spaces (``1 - beta`` for :class:`OneMinusLogUniform`).  Saved to ``path``
+        (PNG, or any format matplotlib knows by the extension) when given.  Returns the
+        matplotlib figure."""
         self._check_fitted()
         try:
             import matplotlib
@@ -819,22 +1282,26 @@ class RandomSearch:
                               "'fastnn[plot]'") from exc
         names = self._searched()
         ok = [r for r in self.results if r["status"] == "ok"]
+        pruned = [r for r in self.results if r["status"] == "pruned"
+                  and r["metrics"].get(self.metric) is not None]
         ncols = min(3, max(1, len(names)))
         nrows = max(1, -(-len(names) // ncols))
         fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
         for ax, name in zip(axes.flat, names):
             sp = self.space[name]
-            for r in range(self.rounds):
-                pts = [(rec["config"][name], rec["metrics"][self.metric]) for rec in ok
-                       if rec["round"] == r]
-                if not pts:
+            groups = [(f"round {r}", [rec for rec in ok if rec["round"] == r], {})
+                      for r in range(self.rounds)]
+            groups.append(("pruned", pruned, {"marker": "x", "color": "0.6"}))
+            for label, recs, style in groups:
+                if not recs:
                     continue
-                xs, ys = zip(*pts)
+                xs = [rec["config"][name] for rec in recs]
+                ys = [rec["metrics"][self.metric] for rec in recs]
                 if isinstance(sp, Choice):
                     xs = [sp.index(x) for x in xs]
                 elif isinstance(sp, OneMinusLogUniform):
                     xs = [1.0 - x for x in xs]
-                ax.scatter(xs, ys, s=18, alpha=0.8, label=f"round {r}")
+                ax.scatter(xs, ys, s=18, alpha=0.8, label=label, **style)
             if isinstance(sp, Choice):
                 ax.set_xticks(range(len(sp.options)))
                 ax.set_xticklabels([str(o) for o in sp.options], rotation=30)
@@ -843,7 +1310,7 @@ class RandomSearch:
                 ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(f"1 - {name}" if isinstance(sp, OneMinusLogUniform) else name)
             ax.set_ylabel(self.metric)
-            if self.rounds > 1:
+            if self.rounds > 1 or pruned:
                 ax.legend(fontsize="small")
         for ax in list(axes.flat)[len(names):]:
             ax.set_visible(False)
@@ -879,9 +1346,10 @@ class _Runner:
     outside a thread; their results are dropped).
     """
 
-    def __init__(self, search, objective):
+    def __init__(self, search, objective, prepared):
         self.search = search
         self.objective = objective
+        self.prepared = prepared  # the pruner's state for the next trial
         self.cores = get_num_threads()
         n = search.n_jobs
         self.workers = self.cores if n is None or n == -1 else n
@@ -922,24 +1390,31 @@ class _Runner:
 
     def _submit(self, spec):
         s = self.search
+        prune = (s.pruner, self.prepared())
         if s.executor is not None:
-            return s.executor.submit(_run_trial, self.objective, spec, s.metric, self.n_threads)
+            return s.executor.submit(_run_trial, self.objective, spec, s.metric, self.n_threads,
+                                     None, *prune)
         if self.pool is None:
             self.pool = self._make_pool()
         if s.backend == "process":
-            return self.pool.submit(_run_trial, None, spec, s.metric, self.n_threads)
+            return self.pool.submit(_run_trial, None, spec, s.metric, self.n_threads, None,
+                                    *prune)
         return self.pool.submit(_run_trial, self.objective, spec, s.metric, self.n_threads,
-                                self.cancel)
+                                self.cancel, *prune)
 
     def run(self, todo):
+        """Run the specs of the iterable ``todo`` (drawn only as workers become free); yield
+        their records as they finish."""
         s = self.search
         if self._serial():
             for spec in todo:
-                yield _run_trial(self.objective, spec, s.metric, self.n_threads)
+                yield _run_trial(self.objective, spec, s.metric, self.n_threads, None,
+                                 s.pruner, self.prepared())
             return
         from .trainer import _DeferredInterrupt
-        limit = self.workers if s.executor is None or s.n_jobs not in (None, -1) else len(todo)
-        queue, suspects = collections.deque(todo), collections.deque()
+        limit = (self.workers if s.executor is None or s.n_jobs not in (None, -1)
+                 else math.inf)  # an executor of its own size: everything at once
+        queue, suspects = _Queue(todo), collections.deque()
         in_flight = {}
         sigint = _DeferredInterrupt()
         try:
@@ -1031,9 +1506,9 @@ class _Runner:
         if self.search.executor is not None:
             if suspects or queue:
                 raise RuntimeError(
-                    f"the executor broke ({_reason(broken[0][1])}); {len(suspects) + len(queue)} "
-                    f"trial(s) were not run. Finished trials are in the journal: run the search "
-                    f"again with a working executor to resume")
+                    f"the executor broke ({_reason(broken[0][1])}); trials were left unrun. "
+                    f"Finished trials are in the journal: run the search again with a working "
+                    f"executor to resume")
             return
         self.pool.shutdown(wait=True)
         self.pool = None
@@ -1053,6 +1528,32 @@ class _Runner:
             for end in self.lifeline:
                 end.close()
             self.lifeline = None
+
+
+class _Queue:
+    """The ``deque`` operations the runner needs over an iterator, drawn lazily."""
+
+    def __init__(self, items):
+        self._items = iter(items)
+        self._front = collections.deque()
+
+    def _peek(self):
+        if not self._front:
+            for item in self._items:
+                self._front.append(item)
+                break
+        return bool(self._front)
+
+    def __bool__(self):
+        return self._peek()
+
+    def popleft(self):
+        if not self._peek():
+            raise IndexError("pop from an empty queue")
+        return self._front.popleft()
+
+    def appendleft(self, item):
+        self._front.appendleft(item)
 
 
 def _end_workers(pool):
@@ -1108,8 +1609,9 @@ class MLPObjective:
       decay_interval))`` with ``decay_interval`` [1]; or ``schedule``: a schedule config dict.
 
     ``base`` may also hold ``dtype`` ["float32"], ``standardize`` [True] (a Standardizer fitted
-    on the training set, applied once to both sets) and ``task`` ["classification" for integer
-    or boolean ``y``, else "regression"]; the data are converted once and shared by all trials.
+    on the training set, applied once to both sets) and ``task`` ["classification" for integer,
+    boolean or string labels ``y``, else "regression"]; the data are converted once and shared
+    by all trials.
     For regression use ``metric="val_loss"``.
     """
 
@@ -1127,6 +1629,7 @@ class MLPObjective:
             raise ValueError(f"base['dtype'] must be 'float32' or 'float64', got "
                              f"{settings['dtype']!r}")
         self.base = base
+        self.settings_ = settings
         self.dtype = settings["dtype"]
         X = validate_X(X, "X", dtype=self.dtype)
         X_dev = validate_X(X_dev, "X_dev", n_features=X.shape[1], dtype=self.dtype)
@@ -1137,7 +1640,7 @@ class MLPObjective:
                                  f"shape {a.shape}")
         task = settings["task"]
         if task is None:
-            task = "classification" if y.dtype.kind in "biu" else "regression"
+            task = "classification" if y.dtype.kind in "biuUSO" else "regression"
         if task not in ("classification", "regression"):
             raise ValueError(f"base['task'] must be 'classification' or 'regression', got "
                              f"{task!r}")
@@ -1155,14 +1658,34 @@ class MLPObjective:
             y_dev = np.searchsorted(self.classes, y_dev).astype(np.int32)
             self.n_outputs = int(self.classes.size)
         else:
+            self.classes = None
             y = np.ascontiguousarray(y, dtype=self.dtype)
             y_dev = np.ascontiguousarray(y_dev, dtype=self.dtype)
             self.n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        self.standardizer = None
         if settings["standardize"]:
             sd = Standardizer().fit(X)
             X = np.ascontiguousarray(sd.transform(X), dtype=self.dtype)
             X_dev = np.ascontiguousarray(sd.transform(X_dev), dtype=self.dtype)
+            self.standardizer = sd
         self.X, self.y, self.X_dev, self.y_dev = X, y, X_dev, y_dev
+        self._fingerprint = None
+
+    def fingerprint(self):
+        """What the trials' results depend on besides their configs: a SHA-256 of the data as
+        trained on (training and dev sets, and the class labels) and the fixed settings."""
+        if self._fingerprint is None:
+            from .data import fingerprint
+            arrays = [self.X, self.y, self.X_dev, self.y_dev]
+            if self.classes is not None:
+                arrays.append(self.classes)
+            self._fingerprint = {
+                "data": fingerprint(*arrays), "n_train": int(self.X.shape[0]),
+                "n_dev": int(self.X_dev.shape[0]), "n_features": int(self.X.shape[1]),
+                "task": self.task, "dtype": self.dtype,
+                "standardize": bool(self.settings_["standardize"]),
+                "base": _jsonable(self.base, "base")}
+        return self._fingerprint
 
     def settings(self, config):
         """The full settings of a trial: defaults, then ``base``, then ``config``."""
@@ -1206,11 +1729,37 @@ class MLPObjective:
         model, trainer, c = self.build(config, seed)
         stop = None if c["patience"] is None else EarlyStopping(c["patience"])
         h = trainer.fit(self.X, self.y, epochs=c["epochs"], validation_data=(self.X_dev,
-                        self.y_dev), early_stopping=stop, callbacks=[_check_cancelled],
-                        progress=False)
+                        self.y_dev), early_stopping=stop,
+                        callbacks=[_check_cancelled, _report_epoch], progress=False)
         val_loss, val_error = model.evaluate(self.X_dev, self.y_dev)
+        best_epoch = len(h) - 1 if stop is None or stop.best_epoch is None else stop.best_epoch
         return {"val_error": val_error, "val_loss": val_loss, "loss": h["loss"][-1],
-                "error": h["error"][-1], "epochs": len(h)}
+                "error": h["error"][-1], "epochs": len(h), "best_epoch": best_epoch}
+
+    def final_model(self, config, seed, include_dev=False, epochs=None):
+        """The model of a config, trained again as its trial was (same seed) and ready to
+        use: its ``standardizer`` and ``classes_`` are set, so it takes the raw features and
+        predicts the original labels.
+
+        ``include_dev=True`` trains on the training and dev sets together, with no dev set
+        left to stop on: for ``epochs`` (default: the config's epochs).
+        """
+        from .trainer import EarlyStopping
+
+        model, trainer, c = self.build(config, seed)
+        if include_dev:
+            X = np.concatenate([self.X, self.X_dev])
+            y = np.concatenate([self.y, self.y_dev])
+            trainer.fit(X, y, epochs=c["epochs"] if epochs is None else epochs, progress=False)
+        else:
+            stop = None if c["patience"] is None else EarlyStopping(c["patience"])
+            trainer.fit(self.X, self.y, epochs=c["epochs"] if epochs is None else epochs,
+                        validation_data=(self.X_dev, self.y_dev), early_stopping=stop,
+                        progress=False)
+        model.standardizer = self.standardizer
+        model.classes_ = None if self.classes is None else self.classes.copy()
+        model.training_config_ = trainer.get_config()
+        return model
 
 
 def default_space():
@@ -1232,93 +1781,172 @@ def default_space():
 # ---- command line ----------------------------------------------------------------------------
 
 def add_cli_arguments(parser):
-    """Add the ``fastnn search`` options to an ``argparse`` parser."""
-    from .cli import _int_range, _output_file, _seed
-    parser.add_argument("--data", metavar="PATH", default=None,
-                        help="an .npz file with arrays X and y, or a .csv file whose last column "
-                             "is the label (default: the built-in digits data)")
-    parser.add_argument("--dev-size", type=float, default=0.2, metavar="FRACTION",
-                        help="fraction of the data held out as dev set (default 0.2)")
-    parser.add_argument("--trials", type=int, default=20, metavar="N",
+    """Add the ``fastnn search`` options to an ``argparse`` parser: the data options of
+    ``fastnn train``, its model and training options (each one given fixes that
+    hyperparameter in every trial), and the search's own."""
+    from .cli import (_int_range, _output_file, add_data_arguments,
+                      add_hyperparameter_arguments)
+    add_data_arguments(parser)
+    add_hyperparameter_arguments(parser, fixed=True)
+    parser.add_argument("--space", metavar="FILE_OR_JSON", default=None,
+                        help="the search space: a .json or .toml file, or JSON text such as "
+                             "'{\"lr\": {\"type\": \"log_uniform\", \"low\": 1e-4, "
+                             "\"high\": 0.1}}' "
+                             "(default: learning rate, beta1, hidden units, batch size, layers, "
+                             "decay, L2)")
+    parser.add_argument("--trials", type=_int_range(1, MAX_TRIALS), default=20, metavar="N",
                         help="trials per round (default 20)")
-    parser.add_argument("--rounds", type=int, default=2, metavar="R",
+    parser.add_argument("--rounds", type=_int_range(1, 1000), default=2, metavar="R",
                         help="coarse-to-fine rounds (default 2)")
-    parser.add_argument("--top-k", type=int, default=None, metavar="K",
+    parser.add_argument("--top-k", type=_int_range(1, MAX_TRIALS), default=None, metavar="K",
                         help="best trials of a round that set the next round's box")
-    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+    parser.add_argument("--prune", choices=("none", "median", "halving"), default="none",
+                        help="stop hopeless trials early: below the median of finished trials "
+                             "at the same epoch, or by successive halving (default none)")
+    parser.add_argument("--jobs", type=_int_range(1, 100_000), default=None, metavar="N",
                         help="local workers (default: one per core)")
     parser.add_argument("--backend", choices=("thread", "process"), default="thread",
                         help="local workers are threads (default) or processes")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run trials on a Dask cluster, e.g. tcp://host:8786")
     parser.add_argument("--journal", metavar="PATH", type=_output_file, default=None,
-                        help="JSON-lines journal; running again with it resumes the search")
-    parser.add_argument("--seed", type=_seed, default=0, help="search seed (default 0)")
-    parser.add_argument("--epochs", type=_int_range(1), default=10,
-                        help="epochs per trial (default 10)")
+                        help="JSON-lines journal; running the same search again resumes it")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start a new journal even if --journal holds another search")
+    parser.add_argument("--refit", choices=("train", "train+dev", "none"), default="train",
+                        help="train the best configuration again on the training set "
+                             "(default), on training and dev sets, or not at all")
+    parser.add_argument("--output", "-o", metavar="PATH", type=_output_file,
+                        default="fastnn-model.safetensors",
+                        help="where the refitted model is saved")
     parser.add_argument("--plot", metavar="PATH", type=_output_file, default=None,
-                        help="save the metric-versus-hyperparameter plot as PNG")
+                        help="save the metric-versus-hyperparameter plot as PNG "
+                             "(needs matplotlib)")
     return parser
 
 
+# Space files are small: a bigger one is not a space file.
+_MAX_SPACE_FILE = 1 << 20
+
+
+def load_space(spec):
+    """A search space from a ``.json`` or ``.toml`` file, or from JSON text (see
+    :func:`space_from_dict` for the format).  Files are read only if regular and at most
+    1 MiB; never unpickled."""
+    from ._files import FormatError, open_regular, parse_json
+    if not isinstance(spec, str):
+        raise TypeError(f"space must be a file name or JSON text, got {_describe(spec)}")
+    ext = os.path.splitext(spec)[1].lower()
+    if spec.lstrip().startswith("{"):
+        return space_from_dict(parse_json(spec, "the space", 16))
+    if ext not in (".json", ".toml"):
+        raise ValueError(f"space must be a .json or .toml file or JSON text, got {spec!r}")
+    f, size = open_regular(spec, "space")
+    with f:
+        if size > _MAX_SPACE_FILE:
+            raise FormatError(f"{spec}: {size} bytes is too large for a space file")
+        raw = f.read(_MAX_SPACE_FILE + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{spec}: not UTF-8 text ({exc})") from None
+    if ext == ".json":
+        return space_from_dict(parse_json(text, spec, 16))
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ImportError("reading a .toml space needs Python 3.11 or tomli (pip install "
+                              "tomli); or write the space as .json") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"{spec}: not valid TOML ({exc})") from None
+    return space_from_dict(data)
+
+
 def load_data(path):
-    """``(X, y)`` from an .npz file (arrays ``X`` and ``y``) or a numeric .csv file whose last
-    column is the label (a non-numeric first row is taken as a header).  Regular files only,
-    checked before anything is allocated for them (``fastnn._files``); no pickle."""
-    from ._files import load_csv, load_npz
+    """``(X, y)`` from a data file as ``fastnn train --data`` reads it (.npz with arrays ``X``
+    and ``y``, .csv or .npy whose last column is the target); labels that are whole numbers
+    become integers.  Regular files only, checked before anything is allocated for them; no
+    pickle."""
+    from .cli import _labels
+    from .cli import load_data as load
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        return load_npz(path, ("X", "y"))
-    if ext == ".csv":
-        data = load_csv(path)
-        if data.shape[1] < 2:
-            raise ValueError(f"{path}: a CSV file needs feature columns and a label column")
-        X, y = data[:, :-1], data[:, -1]
-        if np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        return X, y
-    raise ValueError(f"--data must be an .npz or .csv file, got {path!r}")
+    if ext not in (".npz", ".csv", ".npy"):
+        raise ValueError(f"--data must be an .npz, .csv or .npy file, got {path!r}")
+    X, y = load(path)
+    y = np.asarray(y)
+    if y.ndim == 1 and y.dtype.kind == "f":
+        y = _labels(y) if np.all(np.isfinite(y)) and np.all(y == np.round(y)) else y
+    return X, y
+
+
+def _cli_space(args):
+    """The space of ``fastnn search``: ``--space`` (or :func:`default_space`), with the train
+    options given on the command line fixed."""
+    from .cli import _HYPERPARAMETERS
+    space = load_space(args.space) if args.space else default_space()
+    fixed = {name: getattr(args, name) for name in _HYPERPARAMETERS if hasattr(args, name)}
+    if "beta" in fixed:  # --beta is momentum's beta, or Adam's beta1
+        optimizer = fixed.get("optimizer", space.get("optimizer", "adam"))
+        if optimizer != "momentum":
+            fixed["beta1"] = fixed.pop("beta")
+            space.pop("beta1", None)
+    if "hidden" in fixed:  # the layers are given: their count and width are not searched
+        space.pop("n_layers", None)
+        space.pop("n_hidden", None)
+    space.update(fixed)
+    return space
 
 
 def run_cli(args):
-    """Run ``fastnn search`` from parsed arguments; prints the table and the best config.
-    Returns the exit status."""
+    """Run ``fastnn search`` from parsed arguments: the table, the best config, the best
+    configuration trained again and saved (``--refit``, ``--output``), its test score and the
+    plot.  Returns the exit status."""
     import sys
 
-    from . import datasets
-    from .cli import _ERRORS, _error_line
-    from .data import train_dev_test_split
+    import fastnn as fn
+    from .cli import _ERRORS, _error_line, _require_matplotlib, _split
 
-    get = lambda name, default=None: getattr(args, name, default)
     client = None
     try:
-        if get("data"):
-            X, y = load_data(get("data"))
-        else:
-            X, y = datasets.digits()
-        Xtr, Xd, _, ytr, yd, _ = train_dev_test_split(X, y, get("dev_size", 0.2), 0,
-                                                      seed=get("seed", 0) or 0)
+        if args.plot:
+            _require_matplotlib("--plot")
+        if args.threads is not None:
+            fn.set_num_threads(args.threads)
+        space = _cli_space(args)
+        task, _, (Xtr, ytr), (Xd, yd), (Xte, yte) = _split(args, args.task)
+        base = {"task": task, "dtype": args.dtype}
+        if not len(Xd):
+            raise ValueError("--dev-size must leave a dev set: the search scores trials on it")
+        objective = MLPObjective(Xtr, ytr, Xd, yd, base=base)
+        # Every setting checked before the first trial: a bad fixed value is an error here,
+        # not a failed trial each time.
+        objective.build(sample_config(space, args.seed, 0, 0), 0)
         executor = None
-        if get("scheduler"):
+        if args.scheduler:
             try:
                 from distributed import Client
             except ImportError:
                 print("fastnn search: --scheduler needs Dask: pip install distributed",
                       file=sys.stderr)
                 return 2
-            client = Client(get("scheduler"))
+            client = Client(args.scheduler)
             executor = client.get_executor()
-        n_trials = get("trials", 20)
-        search = RandomSearch(default_space(), n_trials, rounds=get("rounds", 2),
-                              top_k=get("top_k"), n_jobs=get("jobs"), executor=executor,
-                              journal=get("journal"), seed=get("seed", 0),
-                              base={"epochs": get("epochs", 10)},
-                              backend=get("backend", "thread") if executor is None else "thread",
+        pruner = {"none": None, "median": "median", "halving": "successive_halving"}[args.prune]
+        search = RandomSearch(space, args.trials, rounds=args.rounds, top_k=args.top_k,
+                              n_jobs=args.jobs, executor=executor, journal=args.journal,
+                              seed=args.seed, base=base, pruner=pruner, resume=not args.fresh,
+                              backend=args.backend if executor is None else "thread",
+                              metric="val_error" if task == "classification" else "val_loss",
                               progress=True)
         search.fit(Xtr, ytr, Xd, yd)
     except KeyboardInterrupt:
-        journal = get("journal")
+        journal = args.journal
         print("fastnn search: interrupted; " + (
             f"the finished trials are in the journal {journal}: run the same command to resume"
             if journal else "finished trials are not kept without --journal"), file=sys.stderr)
@@ -1331,12 +1959,22 @@ def run_cli(args):
             client.close()
     print(search.to_table())
     if search.best is None:
-        print("no trial succeeded", file=sys.stderr)
+        print("fastnn search: no trial finished; no model saved", file=sys.stderr)
         return 1
     best = search.best
     print(f"\nbest: {best['trial_id']}  {search.metric} = {best['metrics'][search.metric]:.4g}")
     print(json.dumps(best["config"], indent=2))
-    if get("plot"):
-        search.plot(get("plot"))
-        print(f"plot saved to {get('plot')}")
+    if args.refit != "none":
+        model = search.refit(include_dev=args.refit == "train+dev")
+        on = "training and dev sets" if args.refit == "train+dev" else "training set"
+        if len(Xte):
+            loss, err = model.evaluate(Xte, yte)
+            score = (f"test accuracy {1 - err:.4f}" if task == "classification"
+                     else f"test MSE {loss:.4g}")
+            print(f"best configuration trained again on the {on}: {score}")
+        model.save(args.output)
+        print(f"model saved to {args.output}")
+    if args.plot:
+        search.plot(args.plot)
+        print(f"plot saved to {args.plot}")
     return 0

@@ -385,6 +385,7 @@ class Trainer:
 
         n = X.shape[0]
         bs = min(self.batch_size, n)
+        _check_batch_norm_rows(model, n, bs, self.batch_size)
         n_threads = get_num_threads()
         net = model._net(bs, n_threads)
         v, s = self._moments()
@@ -587,6 +588,22 @@ class Trainer:
         return {"optimizer": self.optimizer.get_config(), "schedule": _schedule_config(self.schedule),
                 "l2": self.l2, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "seed": self.seed}
+
+
+def _check_batch_norm_rows(model, n, bs, batch_size):
+    """Batch norm normalises over the rows of a training batch: one row has no variance (as
+    in PyTorch, which raises "Expected more than 1 value per channel when training")."""
+    if not any(layer.batch_norm for layer in model.layers):
+        return
+    last = n - (-(-n // bs) - 1) * bs
+    if bs == 1 or last == 1:
+        where = ("1 training example" if n == 1 else
+                 f"batch_size={batch_size}" if bs == 1 else
+                 f"batch_size={batch_size} with {n} training examples, which leaves a last "
+                 f"batch of 1 row")
+        raise ValueError(f"batch norm needs more than 1 row in every training batch (the "
+                         f"variance of one row is 0); {where}: choose another batch_size or "
+                         f"leave out a training example")
 
 
 def _schedule_config(schedule):

@@ -1,4 +1,5 @@
 """The fastnn command, run as a user would (a subprocess), and its error handling."""
+import json
 import os
 import re
 import signal
@@ -46,10 +47,13 @@ def test_train_csv_and_predict(tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
     res = run("predict", "b.safetensors", "d.csv", "--has-target", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    printed = float(res.stdout.split("accuracy")[1].split()[0])
+    printed = float(res.stderr.split("accuracy")[1].split()[0])  # the score goes to stderr
     model = fn.load(tmp_path / "b.safetensors")
     assert printed == pytest.approx(np.mean(model.predict(X) == y), abs=1e-4)
     assert printed > 0.7  # overlapping blobs; chance is 1/3
+    # The predictions go to stdout, one per row, as the labels were written: 2, not 2.0.
+    assert res.stdout.split() == [str(v) for v in model.predict(X)]
+    assert set(res.stdout.split()) <= {"0", "1", "2"}
     np.save(tmp_path / "x.npy", X[:5])
     res = run("predict", "b.safetensors", "x.npy", cwd=tmp_path)
     assert res.returncode == 0 and len(res.stdout.split()) == 5
@@ -145,6 +149,21 @@ BAD_INVOCATIONS = [
     ["search", "--data", "empty.csv"], ["search", "--data", "nan.npz"],
     ["search", "--journal", "adir"], ["search", "--plot", "no/such/folder/p.png"],
     ["bench", "--repeat", "0"], ["bench", "--cases", "nope"], ["bench", "--threads", "0"],
+    # thread counts far beyond the cores, trial counts beyond any search
+    ["train", "--threads", "5000"], ["search", "--threads", "5000"],
+    ["search", "--trials", "1e20"], ["search", "--trials", str(10 ** 20)],
+    # search spaces and fixed values that cannot work: refused before the first trial
+    ["search", "--space", "nope.txt"], ["search", "--space", "notes.txt"],
+    ["search", "--space", "{not json"], ["search", "--space", "missing.json"],
+    ["search", "--space", '{"lr": {"type": "log_uniform", "low": 0, "high": 1}}'],
+    ["search", "--space", '{"lr": {"type": "gaussian"}}'],
+    ["search", "--lr", "nan"], ["search", "--keep-prob", "2"], ["search", "--dev-size", "0"],
+    # starting points that are not there, or not what they should be
+    ["train", "--resume", "adir"], ["train", "--resume", "missing.ckpt"],
+    ["train", "--resume", "bad.safetensors"], ["train", "--finetune", "missing.safetensors"],
+    ["train", "--resume", "a", "--finetune", "b"], ["train", "--base-error", "2"],
+    ["train", "--base-error", "-0.1"], ["train", "--verbose", "3"],
+    ["train", "--data", "moons", "--finetune", "good.safetensors"],
 ]
 
 
@@ -392,3 +411,184 @@ def test_version_and_build_info():
     info = fn._core.build_info()
     assert [l.split(":")[0].strip() for l in lines[1:]] == list(info)
     assert f"openmp_runtime: {info['openmp_runtime']}" in res.stdout
+
+
+# ---- train: resume, fine-tune, verbosity, base error, early stopping, --plot ------------------
+
+def _weights_equal(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    return wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_a_checkpoint_exactly(tmp_path):
+    """Two epochs, then --resume for two more: the same model as four epochs in one run."""
+    common = ("train", "--data", "moons", "--layers", "6", "--verbose", "0")
+    res = run(*common, "--epochs", "4", "-o", "four.safetensors", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run(*common, "--epochs", "2", "-o", "two.safetensors", "--checkpoint", "c.ckpt",
+              cwd=tmp_path)
+    assert res.returncode == 0 and "continue with --resume" in res.stdout, res.stderr
+    res = run("train", "--data", "moons", "--epochs", "2", "--resume", "c.ckpt", "--verbose", "0",
+              "-o", "resumed.safetensors", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "resuming c.ckpt after epoch 1" in res.stdout
+    four, two = fn.load(tmp_path / "four.safetensors"), fn.load(tmp_path / "two.safetensors")
+    resumed = fn.load(tmp_path / "resumed.safetensors")
+    assert _weights_equal(resumed, four) and not _weights_equal(two, four)
+
+
+def test_finetune_starts_from_the_saved_model(tmp_path):
+    X, y = fn.datasets.blobs(n=120, n_features=3, seed=5)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    with open(tmp_path / "d.csv", "w") as f:  # text labels, one of them quoted
+        f.write("a,b,c,label\n")
+        for row, label in zip(X, labels):
+            f.write(",".join(map(repr, row.tolist())) + f',"{label}"\n')
+    res = run("train", "--data", "d.csv", "--layers", "5", "--epochs", "3", "--verbose", "0",
+              "-o", "base.safetensors", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    base = fn.load(tmp_path / "base.safetensors")
+    assert base.classes_.tolist() == ["ant", "bee", "cat"]
+    res = run("train", "--data", "d.csv", "--finetune", "base.safetensors", "--epochs", "2",
+              "--lr", "0.01", "--verbose", "0", "-o", "tuned.safetensors", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "fine-tuning base.safetensors" in res.stdout
+    # The oracle: the same two epochs through the API, from the saved model, on the training
+    # split of the same seed.
+    Xtr, _, _, ytr, _, _ = fn.data.train_dev_test_split(X, labels, 0.15, 0.15, seed=0,
+                                                        stratify=True)
+    expected = fn.load(tmp_path / "base.safetensors")
+    fn.Trainer(expected, optimizer=fn.optim.Adam(lr=0.01), batch_size=32, seed=0).fit(
+        Xtr, ytr, epochs=2, progress=False)
+    tuned = fn.load(tmp_path / "tuned.safetensors")
+    assert _weights_equal(tuned, expected) and not _weights_equal(tuned, base)
+    res = run("predict", "tuned.safetensors", "d.csv", "--has-target", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == tuned.predict(X).tolist()
+    assert f"accuracy {np.mean(tuned.predict(X) == labels):.4f}" in res.stderr
+    # Data the saved model cannot take.
+    res = run("train", "--data", "moons", "--finetune", "base.safetensors", cwd=tmp_path)
+    assert res.returncode == 2 and "takes 3 features" in res.stderr
+
+
+def test_verbosity_levels_and_no_progress_bar_residue_off_a_terminal(tmp_path):
+    args = ("train", "--data", "moons", "--layers", "4", "--epochs", "3", "-o", "m.safetensors")
+    default = run(*args, cwd=tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert default.stderr == ""  # stderr is a pipe: no progress bar, no carriage returns
+    assert len(re.findall(r"^epoch +\d+ ", default.stdout, re.M)) == 3
+    two = run(*args, "--verbose", "2", cwd=tmp_path)
+    assert two.stderr == "" and len(re.findall(r"^epoch +\d+ ", two.stdout, re.M)) == 3
+    zero = run(*args, "--verbose", "0", cwd=tmp_path)
+    assert zero.returncode == 0 and zero.stderr == ""
+    assert not re.findall(r"^epoch", zero.stdout, re.M) and "model saved" in zero.stdout
+
+
+def test_base_error_enters_the_diagnosis(tmp_path):
+    res = run("train", "--data", "moons", "--layers", "4", "--epochs", "2", "--verbose", "0",
+              "--base-error", "0.1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    train_err = float(res.stdout.split("train error")[1].split()[0])
+    bias = float(res.stdout.split("avoidable bias")[1].split("%")[0]) / 100
+    assert bias == pytest.approx(train_err - 0.1, abs=1e-4)
+
+
+def test_early_stopping_says_when_it_fired(tmp_path):
+    res = run("train", "--data", "moons", "--layers", "16", "--epochs", "300", "--lr", "0.05",
+              "--patience", "2", "--verbose", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    line = [l for l in res.stdout.splitlines() if l.startswith("early stopping")][0]
+    last = int(line.split("after epoch ")[1].split(":")[0])
+    best = int(line.split("weights of epoch ")[1].split()[0])
+    assert last < 299 and best == last - 3
+    epochs = re.findall(r"^epoch +(\d+) .*val_loss ([\d.]+)", res.stdout, re.M)
+    assert int(epochs[-1][0]) == last
+    losses = [float(v) for _, v in epochs]
+    assert losses[best] == min(losses)
+    res = run("train", "--data", "moons", "--layers", "4", "--epochs", "2", "--patience", "50",
+              "--verbose", "0", cwd=tmp_path)
+    assert "early stopping did not fire in 2 epoch(s)" in res.stdout
+
+
+def _without_matplotlib(tmp_path):
+    hide = tmp_path / "hide"
+    (hide / "matplotlib").mkdir(parents=True)
+    (hide / "matplotlib" / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'matplotlib'\")\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(hide), os.path.dirname(os.path.dirname(fn.__file__))]))
+
+
+@pytest.mark.parametrize("command", ["train", "search"])
+def test_plot_without_matplotlib_fails_before_any_work(tmp_path, command):
+    env = _without_matplotlib(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "fastnn", command, "--data", "moons",
+                          "--epochs", "2", "--plot", "p.png", "-o", "m.safetensors"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert res.returncode == 2
+    assert res.stderr.strip() == (f"fastnn {command}: error: --plot needs matplotlib: pip "
+                                  f"install 'fastnn[plot]'")
+    assert "epoch" not in res.stdout and "trial" not in res.stdout
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+# ---- predict: every kind of model, labels as written ----------------------------------------
+
+def test_predict_regression_and_binary_models(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, -1.0, 0.5])
+    reg = fn.MLP(3, [fn.Dense(4, "tanh"), fn.Dense(1, "linear")])
+    fn.Trainer(reg).fit(X, y, epochs=2, progress=False)
+    reg.save(tmp_path / "reg.safetensors")
+    np.save(tmp_path / "r.npy", np.column_stack([X, y]))
+    res = run("predict", "reg.safetensors", "r.npy", "--has-target", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(np.array(res.stdout.split(), dtype=np.float32),
+                                  reg.predict(X))
+    mse = float(res.stderr.split("mean squared error")[1].split()[0])
+    assert mse == pytest.approx(np.mean((reg.predict(X) - y) ** 2), rel=1e-4)
+
+    binary = fn.MLP(3, [fn.Dense(4, "tanh"), fn.Dense(1, "sigmoid")])
+    target = (y > 0).astype(int)
+    fn.Trainer(binary).fit(X, target, epochs=2, progress=False)
+    binary.classes_ = np.array([-1.0, 1.0])  # classes kept as floats: printed as -1 and 1
+    binary.save(tmp_path / "bin.safetensors")
+    np.savetxt(tmp_path / "b.csv", np.column_stack([X, 2 * target - 1]), delimiter=",")
+    res = run("predict", "bin.safetensors", "b.csv", "--has-target", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    expected = [str(int(v)) for v in binary.predict(X)]
+    assert res.stdout.split() == expected and set(expected) <= {"-1", "1"}
+    assert f"accuracy {np.mean(binary.predict(X) == 2 * target - 1):.4f}" in res.stderr
+    res = run("predict", "bin.safetensors", "b.csv", "--has-target", "-o", "p.csv",
+              cwd=tmp_path)
+    assert res.returncode == 0 and (tmp_path / "p.csv").read_text().split() == expected
+
+
+# ---- search from the command line ------------------------------------------------------------
+
+def test_search_command_with_a_space_file_fixed_options_and_refit(tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.toml").write_text(
+        'lr = {type = "log_uniform", low = 1e-3, high = 1e-1}\n'
+        'batch_size = {type = "choice", options = [16, 32]}\n')
+    pytest.importorskip("tomllib")  # Python 3.11+ (older ones need tomli)
+    argv = ["search", "--data", "moons", "--space", "space.toml", "--trials", "2", "--rounds",
+            "1", "--jobs", "1", "--epochs", "2", "--layers", "5", "--refit", "train+dev",
+            "--journal", "j.jsonl", "-o", "best.safetensors"]
+    code, _, _ = run_main(argv, capsys)
+    assert code == 0
+    records = [json.loads(l) for l in (tmp_path / "j.jsonl").read_text().splitlines()[1:]]
+    assert len(records) == 2
+    for rec in records:
+        assert set(rec["config"]) == {"lr", "batch_size", "epochs", "hidden"}
+        assert rec["config"]["hidden"] == [5] and rec["config"]["epochs"] == 2
+        assert 1e-3 <= rec["config"]["lr"] <= 1e-1 and rec["config"]["batch_size"] in (16, 32)
+    model = fn.load(tmp_path / "best.safetensors")
+    assert [l.units for l in model.layers] == [5, 2] and model.standardizer is not None
+    # Same command, other data: refused, not answered with the earlier results.
+    code, lines, _ = run_main([*argv[:2], "circles", *argv[3:]], capsys)
+    assert code == 2 and "other data" in lines[0]
+    code, _, _ = run_main([*argv[:2], "circles", *argv[3:], "--fresh"], capsys)
+    assert code == 0

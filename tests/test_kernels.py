@@ -647,7 +647,8 @@ def test_batchnorm_training_forward_and_running_stats(dtype, m, n_in, h, act, ke
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", HIDDEN)
 def test_batchnorm_one_row_in_training(dtype, act):
-    """m == 1: biased var 0 -> Zhat = 0, Zt = beta; running_var takes the biased 0."""
+    """m == 1: biased var 0 -> Zhat = 0, Zt = beta; running_var takes the biased 0.  The
+    kernel's edge, reached directly: the training API refuses a 1-row batch, as PyTorch."""
     rng = np.random.default_rng(5)
     n_in, h, units = 4, 7, 3
     model = fn.MLP(n_in, [fn.Dense(h, act, batch_norm=True), fn.Dense(units, "linear")],
@@ -659,7 +660,10 @@ def test_batchnorm_one_row_in_training(dtype, act):
     a0 = ref.act_forward(act, p["0.beta"][None, :])          # Zt = beta
     want_out = a0 @ p["1.W"] + p["1.b"]
     z = up(X) @ p["0.W"]
-    cost, grads = model.loss_and_grads(X, y, training=True)
+    with pytest.raises(ValueError, match="more than 1 row"):
+        model.loss_and_grads(X, y, training=True)
+    cost, _, _ = model._net(1, 1).loss_grad(X, None, y, True, model.seed, 0, 0.0, 1)
+    grads = model._grads_dict()
     w = model.get_weights()
     assert_close(w["0.running_mean"], 0.9 * p["0.running_mean"] + 0.1 * z[0], dtype,
                  what="running_mean, m=1")

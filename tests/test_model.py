@@ -178,10 +178,21 @@ def test_weights_roundtrip_and_keys():
         bad = dict(w)
         bad["1.W"] = np.zeros((3, 3), np.float32)
         model.set_weights(bad)
-    with pytest.raises(ValueError, match="dtype"):
+    # Another floating dtype is cast to the model's, as torch's load_state_dict copies it.
+    w64 = {k: v.astype(np.float64) + 0.1 for k, v in w.items()}
+    model.set_weights(w64)
+    for k, v in model.get_weights().items():
+        assert v.dtype == np.float32
+        np.testing.assert_array_equal(v, w64[k].astype(np.float32))
+    with pytest.raises(ValueError, match=r"1\.b.*finite in the model's float32"):
         bad = dict(w)
-        bad["1.b"] = bad["1.b"].astype(np.float64)
+        bad["1.b"] = np.full(3, 1e300)  # finite in float64, infinite in float32
         model.set_weights(bad)
+    with pytest.raises(ValueError, match=r"1\.b.*floating dtype"):
+        bad = dict(w)
+        bad["1.b"] = np.zeros(3, np.int64)
+        model.set_weights(bad)
+    np.testing.assert_array_equal(model.get_weights()["1.b"], w64["1.b"].astype(np.float32))
     with pytest.raises(ValueError, match="missing"):
         model.set_weights({"0.W": w["0.W"]})
 

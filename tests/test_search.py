@@ -71,8 +71,11 @@ def summary(search):
 
 
 def journal_lines(path):
+    """The trial records of a journal (its first line is the header, not a record)."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [json.loads(line) for line in f if line.strip()]
+    assert S._HEADER_KEY in lines[0]
+    return lines[1:]
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +280,7 @@ def test_journal_records_are_complete_json_lines(tmp_path):
 def test_duplicate_journal_records_are_counted_once(tmp_path):
     path = tmp_path / "j.jsonl"
     S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
-    lines = path.read_text().splitlines()
+    lines = path.read_text().splitlines()[1:]  # after the header
     # A cluster re-ran two trials and both copies were appended (e.g. by two drivers).
     with open(path, "a") as f:
         f.write(lines[1] + "\n" + lines[3] + "\n")
@@ -292,9 +295,9 @@ def test_duplicate_journal_records_are_counted_once(tmp_path):
 def test_corrupt_journal_lines_are_skipped_with_a_warning(tmp_path):
     path = tmp_path / "j.jsonl"
     S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl, journal=path).fit()
-    lines = path.read_text().splitlines()
+    lines = path.read_text().splitlines()  # the header, then trials 0..3
     # Lose trial 3 to a crash mid-write (truncated, no newline) and add garbage lines.
-    path.write_text("\n".join(lines[:3]) + "\nnot json\n[1, 2]\n" + lines[3][:25])
+    path.write_text("\n".join(lines[:4]) + "\nnot json\n[1, 2]\n" + lines[4][:25])
     calls = Counting()
     with pytest.warns(RuntimeWarning, match="skipped 3 corrupt line"):
         search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=calls, journal=path).fit()
@@ -510,12 +513,14 @@ def test_cli_on_a_data_file(tmp_path, capsys):
     parser = S.add_cli_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--data", str(tmp_path / "d.npz"), "--trials", "3", "--rounds",
                               "2", "--epochs", "2", "--jobs", "2", "--journal",
-                              str(tmp_path / "j.jsonl"), "--plot", str(tmp_path / "p.png")])
+                              str(tmp_path / "j.jsonl"), "--plot", str(tmp_path / "p.png"),
+                              "--output", str(tmp_path / "m.safetensors")])
     assert S.run_cli(args) == 0
     out = capsys.readouterr().out
     assert "rank" in out and "best: s0-r" in out and "trial s0-r1-t0002" in out and '"lr"' in out
     assert len(journal_lines(tmp_path / "j.jsonl")) == 6
     assert (tmp_path / "p.png").exists()
+    assert fn.load(tmp_path / "m.safetensors").n_inputs == 4
 
     np.savetxt(tmp_path / "d.csv", np.column_stack([X, y]), delimiter=",", header="a,b,c,d,y",
                comments="")
@@ -694,6 +699,10 @@ def test_ctrl_c_journals_finished_trials_and_stops_at_once(tmp_path, backend):
     assert all(r["status"] == "ok" and not r["config"]["slow"] for r in records)
 
     more = Counting()
+    # Resumed by a counting stand-in for the same objective (the journal checks fingerprints).
+    with open(tmp_path / "j.jsonl") as f:
+        header = json.loads(f.readline())
+    more.fingerprint = lambda: header["fingerprint"]["objective"]
     space = {"slow": S.Choice([False, True]), "lr": S.LogUniform(1e-3, 1e-1),
              "dir": str(tmp_path)}
     S.RandomSearch(space, 8, n_jobs=1, journal=tmp_path / "j.jsonl", seed=seed,
@@ -717,3 +726,280 @@ def test_kill_9_of_a_process_search_leaves_no_worker_behind(tmp_path):
         assert not survivors, f"{len(survivors)} of {len(procs)} processes survived"
     finally:
         _stop(child, procs)
+
+
+# ---- which search a journal belongs to -------------------------------------------------------
+
+def small_blobs(seed=0, n=120):
+    X, y = fn.datasets.blobs(n=n, n_features=4, centers=3, seed=seed)
+    Xtr, Xd, _, ytr, yd, _ = fn.data.train_dev_test_split(X, y, 0.25, 0, seed=0)
+    return Xtr, ytr, Xd, yd
+
+
+TINY = {"lr": S.LogUniform(1e-3, 1e-1), "n_hidden": 4, "epochs": 2}
+
+
+def test_resume_with_other_data_is_refused_or_starts_afresh(tmp_path):
+    """Resuming a journal with other data must never return the earlier run's results."""
+    path = tmp_path / "j.jsonl"
+    first = S.RandomSearch(TINY, 2, n_jobs=1, journal=path).fit(*small_blobs(0))
+    other = small_blobs(1)
+    with pytest.raises(ValueError, match="other data or other fixed settings.*data"):
+        S.RandomSearch(TINY, 2, n_jobs=1, journal=path).fit(*other)
+    # One changed label is other data too.
+    Xtr, ytr, Xd, yd = small_blobs(0)
+    yd = yd.copy()
+    yd[0] = (yd[0] + 1) % 3
+    with pytest.raises(ValueError, match="other data"):
+        S.RandomSearch(TINY, 2, n_jobs=1, journal=path).fit(Xtr, ytr, Xd, yd)
+    # So is another fixed setting of the objective.
+    with pytest.raises(ValueError, match=r"fixed settings \(objective\.base\.l2"):
+        S.RandomSearch(TINY, 2, n_jobs=1, journal=path, base={"l2": 0.1}).fit(*small_blobs(0))
+    with pytest.raises(ValueError, match="another metric"):
+        S.RandomSearch(TINY, 2, n_jobs=1, journal=path, metric="val_loss").fit(*small_blobs(0))
+    # Starting afresh: the results are those of the new data, as a search without journal.
+    fresh = S.RandomSearch(TINY, 2, n_jobs=1, journal=path, resume=False).fit(*other)
+    assert fresh.n_run == 2
+    alone = S.RandomSearch(TINY, 2, n_jobs=1).fit(*other)
+    assert summary(fresh) == summary(alone) != summary(first)
+    assert len(journal_lines(path)) == 2
+    # ... and the journal now belongs to the new search: it resumes without running anything.
+    again = S.RandomSearch(TINY, 2, n_jobs=1, journal=path).fit(*other)
+    assert again.n_run == 0 and summary(again) == summary(alone)
+
+
+def test_journal_without_header_is_refused(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl, journal=path).fit()
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="no header"):
+        S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl, journal=path).fit()
+    # An empty file is a new journal.
+    path.write_text("")
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl, journal=path).fit()
+    assert len(journal_lines(path)) == 2
+
+
+class Fingerprinted:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def fingerprint(self):
+        return {"tag": self.tag}
+
+    def __call__(self, config, seed):
+        return bowl(config, seed)
+
+
+def test_objective_fingerprint_is_checked(tmp_path):
+    path = tmp_path / "j.jsonl"
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=Fingerprinted("a"), journal=path).fit()
+    with pytest.raises(ValueError, match="objective.tag"):
+        S.RandomSearch(SPACE, 2, n_jobs=1, objective=Fingerprinted("b"), journal=path).fit()
+    calls = Counting()
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=Fingerprinted("a"), journal=path).fit()
+    S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl, journal=tmp_path / "k.jsonl").fit()
+    with pytest.raises(ValueError, match="objective"):
+        S.RandomSearch(SPACE, 2, n_jobs=1, objective=calls, journal=path).fit()
+    assert calls.calls == 0
+
+
+def test_fingerprint_is_sha256_of_dtype_shape_and_bytes():
+    import hashlib
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1, 0], dtype=np.int64)
+    h = hashlib.sha256()
+    for x in (a, b):
+        h.update(f"{x.dtype.str}{x.shape};".encode())
+        h.update(x.tobytes())
+    assert fn.data.fingerprint(a, b) == h.hexdigest()
+    assert fn.data.fingerprint(a.T.copy(), b) != fn.data.fingerprint(a, b)  # shape counts
+    assert fn.data.fingerprint(a.astype(np.float64), b) != fn.data.fingerprint(a, b)
+    assert fn.data.fingerprint(np.asfortranarray(a), b) == fn.data.fingerprint(a, b)
+    with pytest.raises(TypeError, match="objects"):
+        fn.data.fingerprint(np.array([{}], dtype=object))
+
+
+@needs_proc
+def test_read_journal_refuses_a_fifo_unread(tmp_path):
+    fifo = tmp_path / "j.jsonl"
+    os.mkfifo(fifo)
+    result = {}
+
+    def target():  # would block forever on a FIFO opened for reading without a writer
+        try:
+            S.read_journal(fifo)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            result["exc"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "read_journal blocked on a FIFO"
+    assert isinstance(result.get("exc"), fn.FormatError) and "FIFO" in str(result["exc"])
+    with pytest.raises(fn.FormatError, match="directory"):
+        S.read_journal(tmp_path)
+
+
+# ---- bounds and laziness ---------------------------------------------------------------------
+
+def test_n_trials_is_bounded_and_specs_are_drawn_lazily(tmp_path):
+    with pytest.raises(ValueError, match="n_trials"):
+        S.RandomSearch(SPACE, S.MAX_TRIALS + 1)
+    stop = Counting(crash_at=4)
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):  # a million trials: only those run are drawn
+        S.RandomSearch(SPACE, S.MAX_TRIALS, n_jobs=1, objective=stop,
+                       journal=tmp_path / "j.jsonl").fit()
+    assert time.perf_counter() - t0 < 5
+    assert len(journal_lines(tmp_path / "j.jsonl")) == 3
+    stop = Counting(crash_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        S.RandomSearch(SPACE, S.MAX_TRIALS, n_jobs=2, objective=stop).fit()
+    assert stop.calls <= 6
+
+
+# ---- results: the training-error column, refit, plot ----------------------------------------
+
+def test_dataframe_keeps_the_training_error_and_names_the_failure_reason():
+    Xtr, ytr, Xd, yd = small_blobs(0)
+    space = dict(TINY, n_hidden=S.Choice([4, "many"]))
+    search = S.RandomSearch(space, 4, n_jobs=1, seed=1).fit(Xtr, ytr, Xd, yd)
+    try:
+        rows = search.as_dataframe().to_dict("records")
+    except ImportError:  # no pandas: the rows it is built from
+        rows = search._rows()
+        for row in rows:
+            row.setdefault("error", math.nan)
+    assert {row["status"] for row in rows} == {"ok", "failed"}
+    for row, rec in zip(rows, search.results):
+        if rec["status"] == "ok":
+            assert row["error"] == rec["metrics"]["error"] and 0 <= row["error"] <= 1
+            assert row["reason"] is None
+        else:
+            assert "many" in row["reason"] and math.isnan(row["error"])
+
+
+def test_refit_trains_the_best_config_again_into_a_usable_model(tmp_path):
+    Xtr, ytr, Xd, yd = small_blobs(0, n=200)
+    labels = np.array(["ant", "bee", "cat"])
+    search = S.RandomSearch(dict(TINY, epochs=3), 3, n_jobs=1).fit(
+        Xtr * 10 + 5, labels[ytr], Xd * 10 + 5, labels[yd])
+    model = search.refit()
+    # Same config, same seed, same data: the trial's model exactly, taking raw features and
+    # predicting the original labels.
+    assert set(model.predict(Xd * 10 + 5)) <= set(labels)
+    err = np.mean(model.predict(Xd * 10 + 5) != labels[yd])
+    assert err == pytest.approx(search.best["metrics"]["val_error"], abs=1e-12)
+    model.save(tmp_path / "m.safetensors")
+    loaded = fn.load(tmp_path / "m.safetensors")
+    assert np.array_equal(loaded.predict(Xd * 10 + 5), model.predict(Xd * 10 + 5))
+    # On train + dev: the best trial's epochs, on more rows.
+    both = search.refit(include_dev=True)
+    assert not np.array_equal(both.get_weights()["0.W"], model.get_weights()["0.W"])
+    assert both.training_config_["seed"] == search.best["seed"]
+    with pytest.raises(TypeError, match="built-in objective"):
+        S.RandomSearch(SPACE, 2, n_jobs=1, objective=bowl).fit().refit()
+
+
+def test_plot_uses_log_axes_for_log_scale_spaces(tmp_path):
+    pytest.importorskip("matplotlib")
+    search = S.RandomSearch(SPACE, 4, n_jobs=1, objective=bowl).fit()
+    fig = search.plot(tmp_path / "p.png")
+    axes = {ax.get_xlabel(): ax for ax in fig.axes if ax.get_visible()}
+    assert axes["lr"].get_xscale() == "log" and axes["1 - beta"].get_xscale() == "log"
+    assert axes["layers"].get_xscale() == "linear"
+    with open(tmp_path / "p.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- pruning -----------------------------------------------------------------------------
+
+def _rec(status, curve):
+    return {"status": status, "curve": [[i, v] for i, v in enumerate(curve)]}
+
+
+def test_median_pruner_against_the_median_of_finished_curves():
+    p = S.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    done = [_rec("ok", [5, 4, 3]), _rec("ok", [6, 2, 1]), _rec("pruned", [0, 0]),
+            _rec("ok", [7, 3])]
+    assert p.prepare(done[:2], "val_error") == {}  # fewer than 3 finished
+    prepared = p.prepare(done, "val_error")
+    assert prepared == {0: 6.0, 1: 3.0, 2: 2.0}      # pruned trials do not count
+    assert not p.prune(prepared, 0, 100.0)           # warm-up step
+    assert p.prune(prepared, 1, 3.5) and not p.prune(prepared, 1, 3.0)
+    assert p.prune(prepared, 2, 2.1) and not p.prune(prepared, 3, 1e9)  # no data at step 3
+
+
+def test_successive_halving_keeps_the_best_third_at_each_rung():
+    p = S.SuccessiveHalvingPruner(min_steps=2, reduction_factor=3)
+    assert [s for s in range(60) if p._is_rung(s)] == [1, 5, 17, 53]
+    done = [_rec("ok", [0, v]) for v in (1.0, 2.0, 3.0, 4.0, 5.0)] + [_rec("pruned", [0, 0.5])]
+    prepared = p.prepare(done, "val_error")
+    assert prepared == {1: [0.5, 1.0, 2.0, 3.0, 4.0, 5.0]}
+    # With the newcomer: 7 values, keep the best 7 // 3 = 2.
+    assert not p.prune(prepared, 1, 0.9) and p.prune(prepared, 1, 1.5)
+    assert not p.prune(prepared, 0, 100.0) and not p.prune(prepared, 2, 100.0)
+    assert not p.prune({}, 1, 100.0)                 # the first trial at a rung goes on
+
+
+def test_pruned_built_in_trials_stop_early_and_are_recorded(tmp_path):
+    Xtr, ytr, Xd, yd = small_blobs(0, n=160)
+    space = {"lr": S.LogUniform(1e-4, 1e-1), "n_hidden": 4, "epochs": 6}
+    path = tmp_path / "j.jsonl"
+    search = S.RandomSearch(space, 12, n_jobs=1, journal=path,
+                            pruner=S.MedianPruner(n_startup_trials=3, n_warmup_steps=1))
+    search.fit(Xtr, ytr, Xd, yd)
+    plain = S.RandomSearch(space, 12, n_jobs=1).fit(Xtr, ytr, Xd, yd)
+    pruned = [r for r in search.results if r["status"] == "pruned"]
+    assert pruned, "nothing was pruned"
+    finished = []
+    for rec in search.results:
+        same = next(p for p in plain.results if p["trial_id"] == rec["trial_id"])
+        # Each trial reported its dev error after every epoch; pruning cuts the curve short.
+        steps = [s for s, _ in rec["curve"]]
+        assert steps == list(range(len(steps)))
+        if rec["status"] == "ok":
+            assert len(steps) == 6 and rec["metrics"] == same["metrics"]
+            finished.append(rec)
+        else:
+            step, value = rec["curve"][-1]
+            assert 1 <= step < 5 and rec["metrics"] == {"val_error": value, "step": step}
+            # It was worse than the median of the trials finished before it started.
+            before = [f for f in finished if f["index"] < rec["index"]]
+            assert len(before) >= 3
+            assert value > np.median([f["curve"][step][1] for f in before])
+    assert search.best["status"] == "ok"
+    assert "pruned" in search.to_table()
+    assert [r["status"] for r in journal_lines(path)].count("pruned") == len(pruned)
+    with pytest.raises(ValueError, match="another pruner"):
+        S.RandomSearch(space, 12, n_jobs=1, journal=path, pruner="successive_halving").fit(
+            Xtr, ytr, Xd, yd)
+
+
+def test_report_outside_a_search_does_nothing_and_checks_steps():
+    S.report(0, 1.0)  # not in a trial: no effect
+
+    def objective(config, seed):
+        S.report(0, 1.0)
+        S.report(0, 0.5)
+        return {"val_error": 0.5}
+
+    search = S.RandomSearch({"lr": S.LogUniform(1e-3, 1e-1)}, 1, n_jobs=1,
+                            objective=objective)
+    with pytest.warns(RuntimeWarning, match="all 1 trials failed"):
+        search.fit()
+    assert "steps must increase" in search.results[0]["error"]
+
+
+def test_space_files_round_trip_and_errors(tmp_path):
+    data = S.space_to_dict(SPACE)
+    assert S.space_from_dict(json.loads(json.dumps(data))) == SPACE
+    assert data["lr"] == {"type": "log_uniform", "low": 1e-5, "high": 1e-1}
+    with pytest.raises(ValueError, match=r"space\['lr'\]: type must be one of"):
+        S.space_from_dict({"lr": {"type": "loguniform", "low": 1, "high": 2}})
+    with pytest.raises(ValueError, match=r"space\['lr'\].*missing \['high'\]"):
+        S.space_from_dict({"lr": {"type": "log_uniform", "low": 1}})
+    with pytest.raises(ValueError, match=r"space\['lr'\]: LogUniform needs"):
+        S.space_from_dict({"lr": {"type": "log_uniform", "low": 0, "high": 1}})

@@ -394,3 +394,69 @@ def test_seeds_beyond_64_bits_are_refused_at_construction(seed):
         fn.Trainer(model, seed=seed)
     X, y = fn.datasets.moons(n=32, seed=0)
     fn.Trainer(model, seed=2 ** 64 - 1).fit(X, y, epochs=1, progress=False)  # the largest works
+
+
+# ---- labels a model knows, and batch norm over one row ----------------------------------------
+
+def _blobs_model(output, units, classes):
+    X, y = fn.datasets.blobs(n=90, n_features=3, centers=3, seed=2)
+    model = fn.MLP(3, [fn.Dense(5, "tanh"), fn.Dense(units, output)], seed=4)
+    model.classes_ = np.asarray(classes)
+    return X, y, model
+
+
+def test_fit_takes_the_labels_of_a_model_that_knows_its_classes():
+    """String labels train exactly as the class indices they stand for."""
+    labels = np.array(["ant", "bee", "cat"])
+    X, y, by_label = _blobs_model("softmax", 3, labels)
+    _, _, by_index = _blobs_model("softmax", 3, labels)
+    by_index.classes_ = None
+    fn.Trainer(by_label, batch_size=16).fit(X, labels[y], epochs=3, progress=False,
+                                            validation_data=(X, labels[y]))
+    fn.Trainer(by_index, batch_size=16).fit(X, y, epochs=3, progress=False)
+    for k, v in by_label.get_weights().items():
+        np.testing.assert_array_equal(v, by_index.get_weights()[k])
+    assert set(by_label.predict(X)) <= set(labels)
+    with pytest.raises(ValueError, match="not seen in training, such as 'dog'"):
+        fn.Trainer(by_label).fit(X[:2], np.array(["ant", "dog"]), epochs=1, progress=False)
+    with pytest.raises(TypeError, match="numeric labels, the model's classes are text"):
+        fn.Trainer(by_label).fit(X, y, epochs=1, progress=False)
+
+    # A sigmoid model with two labels: "yes" is the positive class (index 1).
+    yes_no = np.array(["no", "yes"])
+    X, y, binary = _blobs_model("sigmoid", 1, yes_no)
+    _, _, plain = _blobs_model("sigmoid", 1, yes_no)
+    plain.classes_ = None
+    target = (y > 0).astype(np.int64)
+    fn.Trainer(binary, batch_size=16).fit(X, yes_no[target], epochs=3, progress=False)
+    fn.Trainer(plain, batch_size=16).fit(X, target, epochs=3, progress=False)
+    for k, v in binary.get_weights().items():
+        np.testing.assert_array_equal(v, plain.get_weights()[k])
+    assert binary.evaluate(X, yes_no[target]) == plain.evaluate(X, target)
+    np.testing.assert_array_equal(binary.predict(X), yes_no[plain.predict(X)])
+
+
+@pytest.mark.parametrize("n,batch_size", [(33, 32), (1, 8), (10, 1), (9, 4)])
+def test_batch_norm_refuses_a_training_batch_of_one_row(n, batch_size):
+    """As PyTorch ("Expected more than 1 value per channel when training"), before any step."""
+    X, y = fn.datasets.blobs(n=n + 2, n_features=3, seed=0)
+    X, y = X[:n], y[:n] % 2
+    model = fn.MLP(3, [fn.Dense(4, batch_norm=True), fn.Dense(2, "softmax")])
+    before = model.get_weights()
+    trainer = fn.Trainer(model, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"more than 1 row.*batch_size"):
+        trainer.fit(X, y, epochs=1, progress=False)
+    assert trainer.step == 0
+    for k, v in before.items():
+        np.testing.assert_array_equal(v, model.get_weights()[k])
+    with pytest.raises(ValueError, match="more than 1 row"):
+        model.loss_and_grads(X[:1], y[:1], training=True)
+    model.loss_and_grads(X[:1], y[:1], training=False)  # running statistics: fine
+
+
+def test_batch_norm_with_batches_of_two_rows_or_more_trains():
+    X, y = fn.datasets.blobs(n=34, n_features=3, seed=0)
+    model = fn.MLP(3, [fn.Dense(4, batch_norm=True), fn.Dense(3, "softmax")])
+    fn.Trainer(model, batch_size=16).fit(X, y, epochs=2, progress=False)  # 16, 16, 2
+    fn.Trainer(fn.MLP(3, [fn.Dense(4)] + [fn.Dense(3, "softmax")]), batch_size=32).fit(
+        X[:33], y[:33], epochs=1, progress=False)  # no batch norm: a 1-row batch is fine
