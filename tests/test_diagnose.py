@@ -83,7 +83,44 @@ def test_kind_follows_the_two_gaps(train, dev, base, tol):
     (dict(train_error="0.1", dev_error=0.1), TypeError, "train_error must be a real number"),
     (dict(train_error=0.1, dev_error=0.1, base_error=True), TypeError, "base_error must be"),
     (dict(train_error=0.1, dev_error=0.1, tol=0.0), ValueError, "tol must be > 0.0, got 0.0"),
+    (dict(train_error=0.1, dev_error=0.1, stopped_epoch=-1), ValueError, "stopped_epoch must be"),
+    (dict(train_error=0.1, dev_error=0.1, stopped_epoch=2.5), TypeError, "stopped_epoch must be"),
+    (dict(train_error=0.1, dev_error=0.1, best_epoch=3), ValueError, "best_epoch needs"),
+    (dict(train_error=0.1, dev_error=0.1, stopped_epoch=3, best_epoch=4), ValueError,
+     "best_epoch must be <= 3, got 4"),
 ])
 def test_argument_errors(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):
         diagnose(**kwargs)
+
+
+@pytest.mark.parametrize("train, base, negative", [
+    (0.01, 0.02, True),      # better than people on the training set
+    (0.02, 0.02, False),
+    (0.08, 0.075, False),
+    (0.0, 1e-13, False),     # below only by rounding
+])
+def test_negative_avoidable_bias_is_noted(train, base, negative):
+    d = diagnose(train, train + 0.01, base_error=base)
+    assert d.avoidable_bias == pytest.approx(train - base)
+    assert (len(d.notes) == 1) == negative
+    if negative:
+        assert d.avoidable_bias < 0
+        assert "below the base error" in d.notes[0] and "negative avoidable bias" in d.notes[0]
+        assert d.kind == "good fit"          # a negative gap is not high bias
+        assert f"  note: {d.notes[0]}" in str(d)
+
+
+def test_early_stopping_is_noted_and_changes_the_bias_advice():
+    d = diagnose(0.20, 0.21, stopped_epoch=12, best_epoch=9)
+    assert d.kind == "high bias"
+    assert d.notes == ("early stopping ended the training after epoch 12; the weights kept are "
+                       "those of epoch 9",)
+    assert d.advice[:len(BIAS_ADVICE)] == BIAS_ADVICE and len(d.advice) == len(BIAS_ADVICE) + 1
+    assert "patience" in d.advice[-1]
+    v = diagnose(0.0, 0.2, stopped_epoch=4)
+    assert v.notes == ("early stopping ended the training after epoch 4",)
+    assert v.advice == VARIANCE_ADVICE       # early stopping is already a variance remedy
+    both = diagnose(0.001, 0.2, base_error=0.01, stopped_epoch=0, best_epoch=0)
+    assert len(both.notes) == 2 and "below the base error" in both.notes[0]
+    assert diagnose(0.2, 0.21).notes == ()   # without the information: no note
