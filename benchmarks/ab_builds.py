@@ -9,6 +9,7 @@ to quote is the median of the per-round ratios.
     git stash pop && python setup.py build_ext --inplace
     PYTHONPATH=$PWD python benchmarks/ab_builds.py /tmp/old.so fastnn/_core*.so --what gemm
     PYTHONPATH=$PWD python benchmarks/ab_builds.py /tmp/old.so fastnn/_core*.so --what epoch
+    PYTHONPATH=$PWD python benchmarks/ab_builds.py /tmp/old.so fastnn/_core*.so --what infer
 
 Each .so is copied into a package of its own (``_fastnn_ab0._core``, ...); for ``epoch`` every
 build constructs its own trainer's compiled network (``fastnn.model`` looks ``_core`` up when it
@@ -99,10 +100,38 @@ def ab_epoch(mods, args):
     _report(f"epoch b{args.batch} {args.dtype}", times)
 
 
+def ab_infer(mods, args):
+    """predict_proba of the MNIST-shaped model (784-512-256-10) on 1, 64 and 10,000 rows."""
+    import fastnn as fn
+    import fastnn.model as fmodel
+    from fastnn import bench
+    fn.set_num_threads(args.threads)
+    own = fmodel._core
+    models = []
+    try:
+        for mod in mods:
+            fmodel._core = mod
+            model = bench._make_model((784, 512, 256, 10), args.dtype)
+            model.predict_proba(np.zeros((1, 784), dtype=args.dtype))  # builds its network
+            models.append(model)
+    finally:
+        fmodel._core = own
+    rng = np.random.default_rng(0)
+    for rows in (1, 64, 10000):
+        X = rng.standard_normal((rows, 784)).astype(args.dtype)
+        number = max(1, int(2e4 / rows))
+        times = [[] for _ in mods]
+        for r in range(args.rounds):
+            order = list(enumerate(models)) if r % 2 == 0 else list(enumerate(models))[::-1]
+            for i, model in order:
+                times[i].append(_median_time(lambda: model.predict_proba(X), number, 1))
+        _report(f"predict {rows} rows", times, 2.0 * rows * 535040)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("builds", nargs="+", help="two or more built _core*.so files")
-    p.add_argument("--what", choices=("gemm", "epoch"), default="gemm")
+    p.add_argument("--what", choices=("gemm", "epoch", "infer"), default="gemm")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -115,7 +144,7 @@ def main(argv=None):
         print(f"{args.what}: {', '.join(f'build{i} = {b}' for i, b in enumerate(args.builds))}; "
               f"{args.threads} threads, {args.rounds} alternating rounds; (x: median per-round "
               "speed-up over build0)")
-        (ab_gemm if args.what == "gemm" else ab_epoch)(mods, args)
+        {"gemm": ab_gemm, "epoch": ab_epoch, "infer": ab_infer}[args.what](mods, args)
     return 0
 
 

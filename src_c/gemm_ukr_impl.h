@@ -194,12 +194,24 @@ FNN_TARGET static inline __attribute__((always_inline)) void
 FNN_K(pack_w)(const int W, FNN_REAL *restrict dst, const FNN_REAL *restrict src, ptrdiff_t ls,
               ptrdiff_t ks, int width, int kc)
 {
+    if (ls == 1 && width >= W) {
+        /* lanes contiguous: row p of the source is read once, left to right, into every full
+         * panel (reading panel by panel would stride down the rows once per panel, each time
+         * from L3 or memory when the source is larger than L2) */
+        const int full = width / W;
+        for (int p = 0; p < kc; p++) {
+            const FNN_REAL *s = src + p * ks;
+            FNN_REAL *d = dst + p * W;
+            for (int r = 0; r < full; r++) memcpy(d + (ptrdiff_t)r * W * kc, s + r * W, W * sizeof(FNN_REAL));
+        }
+        dst += (ptrdiff_t)full * W * kc;
+        src += full * W;
+        width -= full * W;
+    }
     for (int r0 = 0; r0 < width; r0 += W, dst += (ptrdiff_t)W * kc) {
         const int w = width - r0 < W ? width - r0 : W;
         const FNN_REAL *s = src + r0 * ls;
-        if (w == W && ls == 1) {
-            for (int p = 0; p < kc; p++) memcpy(dst + p * W, s + p * ks, W * sizeof(FNN_REAL));
-        } else if (w == W && ks == 1) {
+        if (w == W && ks == 1) {
             int p0 = 0;
             for (; p0 + FNN_PACK_KB <= kc; p0 += FNN_PACK_KB) {
                 FNN_REAL blk[MR > NR ? MR : NR][FNN_PACK_KB];
