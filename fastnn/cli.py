@@ -414,7 +414,10 @@ def _train(args):
     if task == "classification":
         print(f"train error {train_err:.4f}  dev error {dev_err:.4f}"
               + (f"  test accuracy {1 - test[1]:.4f}" if test else ""))
-        print(fn.diagnose(train_err, dev_err, base_error=args.base_error))
+        fired = early is not None and trainer.stop_training
+        print(fn.diagnose(train_err, dev_err, base_error=args.base_error,
+                          stopped_epoch=trainer.epoch - 1 if fired else None,
+                          best_epoch=early.best_epoch if fired and early.restore_best else None))
     else:
         print(f"train MSE {train_loss:.4f}  dev MSE {dev_loss:.4f}"
               + (f"  test MSE {test[0]:.4f}" if test else ""))

@@ -455,12 +455,20 @@ class MLP:
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
         n_threads = get_num_threads()
         if training:  # batch statistics need the whole batch in one call
+            self._check_batch_statistics(n, training)
             with self._training("forward(training=True)"):
                 self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
             _check_output(out)
             return out
         _check_output(self._infer(X, out, n_threads))
         return out
+
+    def _check_batch_statistics(self, m, training):
+        """Batch norm in training mode normalises over the rows: one row has no variance (as in
+        PyTorch, which raises "Expected more than 1 value per channel when training")."""
+        if training and m == 1 and any(layer.batch_norm for layer in self.layers):
+            raise ValueError("batch norm needs more than 1 row of X in training mode (the "
+                             "variance of one row is 0); got 1 row with training=True")
 
     def _infer(self, X, out=None, n_threads=None):
         """Inference output on prepared X into out (allocated when None), NaN and all: the
@@ -543,9 +551,7 @@ class MLP:
         l2 = check_scalar(l2, "l2", "float", low=0.0)
         seed = self.seed if seed is None else check_random_seed(seed)
         m = X.shape[0]
-        if training and m == 1 and any(layer.batch_norm for layer in self.layers):
-            raise ValueError("batch norm needs more than 1 row of X in training mode (the "
-                             "variance of one row is 0); got 1 row with training=True")
+        self._check_batch_statistics(m, training)
         n_threads = get_num_threads()
         with self._training("loss_and_grads"):
             loss, sum_w2, _ = self._net(m, n_threads).loss_grad(X, labels, Y, bool(training),

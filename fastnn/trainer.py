@@ -119,6 +119,8 @@ class History:
 
     def __init__(self):
         self.history = {k: [] for k in self.KEYS}
+        self.stopped_epoch = None   # the epoch after which early stopping ended training
+        self.best_epoch = None      # ... and the epoch whose weights it restored
 
     def __getitem__(self, key):
         return self.history[key]
@@ -140,7 +142,8 @@ class History:
             raise ValueError("diagnose needs a classification history with validation data "
                              "(fit(..., validation_data=(X_dev, y_dev)))")
         return diagnose(self.history["error"][-1], self.history["val_error"][-1],
-                        base_error=base_error, tol=tol)
+                        base_error=base_error, tol=tol, stopped_epoch=self.stopped_epoch,
+                        best_epoch=self.best_epoch if self.stopped_epoch is not None else None)
 
     def plot(self, path=None):
         """Learning curves (loss and error, train and dev) with matplotlib; saved to ``path``
@@ -197,10 +200,13 @@ class EarlyStopping:
             self.wait += 1
             if self.wait > self.patience:
                 trainer.stop_training = True
+                trainer.history.stopped_epoch = epoch
 
     def on_train_end(self, trainer):
         if self.restore_best and self.best_weights is not None:
             trainer.model.set_weights(self.best_weights)
+            if trainer.history.stopped_epoch is not None:
+                trainer.history.best_epoch = self.best_epoch
 
 
 class Trainer:
@@ -396,6 +402,7 @@ class Trainer:
         units = 1 if model.task == "multiclass" else model.n_outputs
         smooth = self._smooth
         self.stop_training = False
+        self.history.stopped_epoch = self.history.best_epoch = None
         n_steps = -(-n // bs)
         # Per-step results of the current epoch; its loss and error are summed from them.
         results = np.zeros(n_steps, dtype=_core.PASS_RESULT_DTYPE)

@@ -3,10 +3,12 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import fastnn as fn
 from fastnn.diagnose import BIAS_ADVICE, VARIANCE_ADVICE, Diagnosis, diagnose
 
 
@@ -124,3 +126,24 @@ def test_early_stopping_is_noted_and_changes_the_bias_advice():
     both = diagnose(0.001, 0.2, base_error=0.01, stopped_epoch=0, best_epoch=0)
     assert len(both.notes) == 2 and "below the base error" in both.notes[0]
     assert diagnose(0.2, 0.21).notes == ()   # without the information: no note
+
+
+def test_history_diagnose_says_when_early_stopping_ended_the_training():
+    """A fit stopped early records the epoch it stopped after and the one it restored; a later
+    fit that runs to the end forgets them."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    model = fn.MLP(4, [fn.Dense(8, "relu"), fn.Dense(2, "softmax")], dtype="float64", seed=0)
+    trainer = fn.Trainer(model, fn.optim.SGD(lr=1e-12), batch_size=50, seed=0)  # ~no change
+    history = trainer.fit(X[:150], y[:150], epochs=10, validation_data=(X[150:], y[150:]),
+                          early_stopping=fn.EarlyStopping(patience=1, min_delta=1e-3), progress=False)
+    assert len(history) == 3                      # epoch 0 best, 1 and 2 without improvement
+    assert (history.stopped_epoch, history.best_epoch) == (history["epoch"][-1], history["epoch"][0])
+    notes = history.diagnose().notes
+    assert any(f"after epoch {history['epoch'][-1]}" in n and f"epoch {history['epoch'][0]}" in n
+               for n in notes), notes
+    history = trainer.fit(X[:150], y[:150], epochs=1, validation_data=(X[150:], y[150:]),
+                          progress=False)
+    assert history.stopped_epoch is None
+    assert not any("early stopping" in n for n in history.diagnose().notes)

@@ -617,6 +617,7 @@ def test_batchnorm_network_loss_and_grads(dtype, m, n_in, h1, h2, act1, act2, ou
 @given(m=st.sampled_from([2, 3, 17, 65]), n_in=st.sampled_from([1, 4, 13]),
        h=st.sampled_from([1, 6, 64, 65]), act=st.sampled_from(HIDDEN),
        keep=st.sampled_from([1.0, 0.6]), seed=st.integers(0, 2**31 - 1))
+@example(m=2, n_in=1, h=65, act="tanh", keep=1.0, seed=92)  # float32: rstd amplifies rounding
 def test_batchnorm_training_forward_and_running_stats(dtype, m, n_in, h, act, keep, seed):
     rng = np.random.default_rng(seed)
     model = fn.MLP(n_in, [fn.Dense(h, act, batch_norm=True, keep_prob=keep),
@@ -629,11 +630,15 @@ def test_batchnorm_training_forward_and_running_stats(dtype, m, n_in, h, act, ke
     masks = ref.mlp_dropout_masks(layers, m, model.seed, step=0)
     want_out = ref.mlp_forward(params, layers, up(X), training=True, masks=masks)
     want_stats = ref_train_forward_stats(params, layers, up(X), masks)
+    # the output is normalised by rstd = 1/sqrt(var + eps): the dtype's rounding of Z (and of
+    # the next layer's input) is amplified by it (up to 316 for a column of near-equal values,
+    # frequent with m = 2; see test_batchnorm_network_loss_and_grads)
+    amp = max(1.0, max(float(np.max(1 / np.sqrt(v + ref.BN_EPS))) for v, _, _ in want_stats.values()))
     for nt in THREADS:
         model.set_weights(w0)
         with threads(nt):
             out = model.forward(X, training=True)
-        assert_close(out, want_out, dtype, what=f"training forward ({nt} threads)")
+        assert_close(out, want_out, dtype, amp=amp, what=f"training forward ({nt} threads)")
         w = model.get_weights()
         for i, (_, rm, rv) in want_stats.items():
             assert_close(w[f"{i}.running_mean"], rm, dtype, what=f"{i}.running_mean")

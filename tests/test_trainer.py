@@ -452,6 +452,12 @@ def test_batch_norm_refuses_a_training_batch_of_one_row(n, batch_size):
     with pytest.raises(ValueError, match="more than 1 row"):
         model.loss_and_grads(X[:1], y[:1], training=True)
     model.loss_and_grads(X[:1], y[:1], training=False)  # running statistics: fine
+    running = {k: v for k, v in model.get_weights().items() if "running" in k}
+    with pytest.raises(ValueError, match="more than 1 row"):
+        model.forward(X[:1], training=True)
+    for k, v in running.items():  # refused before the running averages moved
+        np.testing.assert_array_equal(v, model.get_weights()[k])
+    model.forward(X[:1])  # inference: fine
 
 
 def test_batch_norm_with_batches_of_two_rows_or_more_trains():
