@@ -1,12 +1,13 @@
-"""Head-to-head training benchmark: fastnn against PyTorch, scikit-learn and its NumPy oracle.
+"""Head-to-head benchmark: fastnn against PyTorch, scikit-learn and its NumPy oracle.
 
 Design: every peer trains the same network on the same data in this one process, one timed
 epoch after a warm-up epoch, peers interleaved round by round (``--repeat`` rounds, medians
 reported) so that the machine's noise hits them alike.  Peers that are not installed are
 skipped with the reason.  Besides the training cases it times the pieces the performance targets
 name: the GEMM floor of the step (its 8 matrix products through NumPy's BLAS), the fused GEMM
-against BLAS, one Adam step, dropout masks, thread scaling, peak memory and the peak GEMM rate
-of the machine.  The *peak floor* of a training case is its epoch's matrix FLOP divided by the
+against BLAS, one Adam step, dropout masks, thread scaling, peak memory, inference (predict on
+1, 64 and 10,000 rows against PyTorch and scikit-learn with the same weights; concurrent
+predict from several threads) and the peak GEMM rate of the machine.  The *peak floor* of a training case is its epoch's matrix FLOP divided by the
 best large-GEMM rate any library reaches in this process (NumPy's BLAS, PyTorch's where installed,
 fastnn's own): no implementation can train faster on this machine.  ``--isa`` runs a chosen
 instruction-set variant of fastnn's kernels (``fastnn.show_config()`` lists them).
@@ -51,6 +52,9 @@ CASES = {
     "dropout": ("dropout", dict(shape=(512, 512), keep_prob=0.9, dtype="float32")),
     "memory": ("memory", dict(data="mnist", sizes=_MNIST, batch=128, dtype="float32")),
     "threads": ("threads", dict(data="mnist", sizes=_MNIST, batch=128, dtype="float32")),
+    "infer": ("infer", dict(sizes=_MNIST, rows=(1, 64, 10000), dtypes=("float32", "float64"),
+                            batch_norm=(False, True))),
+    "infer-threads": ("infer_threads", dict(sizes=_MNIST, rows=64, callers=4, dtype="float32")),
     "peak": ("peak", dict(sizes={"float32": 2048, "float64": 1536})),
 }
 """Every case the comparison knows, in the order they run."""
@@ -657,9 +661,150 @@ def _run_peak_case(name, cfg, args, threads):
     return {"case": name, "kind": "peak", "threads": threads, "results": results}
 
 
+# ---- inference ----------------------------------------------------------------------------------
+
+def _infer_models(sizes, dtype, batch_norm):
+    """The same trained-looking network in fastnn, PyTorch and scikit-learn (where installed):
+    fastnn's initial weights, random biases and batch-norm running statistics copied into the
+    others.  Returns (fastnn model, {peer: predict_proba callable of X}, {peer: skip reason})."""
+    import fastnn as fn
+    rng = np.random.default_rng(1)
+    acts = ["relu"] * (len(sizes) - 2) + ["softmax"]
+    model = fn.MLP(sizes[0], [fn.Dense(u, a, batch_norm=batch_norm and a != "softmax")
+                              for u, a in zip(sizes[1:], acts)], dtype=dtype, seed=0)
+    w = model.get_weights()
+    for key in w:
+        if key.endswith((".b", ".beta", ".running_mean")):
+            w[key] = (rng.standard_normal(w[key].shape) * 0.1).astype(dtype)
+        elif key.endswith((".gamma", ".running_var")):
+            w[key] = rng.uniform(0.5, 1.5, w[key].shape).astype(dtype)
+    model.set_weights(w)
+    peers = {"fastnn": model.predict_proba}
+    skipped = {}
+    try:
+        import torch
+        td = getattr(torch, dtype)
+        mods = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            lin = torch.nn.Linear(n_in, n_out, bias=f"{i}.b" in w, dtype=td)
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w[f"{i}.W"].T)))
+                if f"{i}.b" in w:
+                    lin.bias.copy_(torch.from_numpy(w[f"{i}.b"]))
+            mods.append(lin)
+            if f"{i}.gamma" in w:
+                bn = torch.nn.BatchNorm1d(n_out, eps=1e-5, dtype=td)
+                with torch.no_grad():
+                    for name, key in (("weight", "gamma"), ("bias", "beta"),
+                                      ("running_mean", "running_mean"),
+                                      ("running_var", "running_var")):
+                        getattr(bn, name).copy_(torch.from_numpy(w[f"{i}.{key}"]))
+                mods.append(bn)
+            mods.append(torch.nn.ReLU() if i < len(sizes) - 2 else torch.nn.Softmax(dim=1))
+        tmodel = torch.nn.Sequential(*mods).eval()
+
+        def torch_predict(X):
+            with torch.inference_mode():
+                return tmodel(torch.from_numpy(X)).numpy()
+        peers["torch"] = torch_predict
+    except ImportError as exc:
+        skipped["torch"] = f"not installed ({exc})"
+    if batch_norm:
+        skipped["sklearn"] = "no batch norm in scikit-learn's MLP"
+    else:
+        try:
+            from sklearn.neural_network import MLPClassifier
+            clf = MLPClassifier(hidden_layer_sizes=sizes[1:-1], max_iter=1)
+            Xs = rng.standard_normal((sizes[-1] * 2, sizes[0])).astype(dtype)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                clf.fit(Xs, np.arange(sizes[-1] * 2) % sizes[-1])
+            clf.coefs_ = [w[f"{i}.W"] for i in range(len(sizes) - 1)]
+            clf.intercepts_ = [w[f"{i}.b"] for i in range(len(sizes) - 1)]
+            peers["sklearn"] = clf.predict_proba
+        except ImportError as exc:
+            skipped["sklearn"] = f"not installed ({exc})"
+    return model, peers, skipped
+
+
+def _run_infer_case(name, cfg, args, threads):
+    """predict_proba of one network on 1, 64 and 10,000 rows: latency and throughput of each
+    peer with the same weights, timed in interleaved rounds; the largest output difference to
+    fastnn is reported beside the times."""
+    sizes = cfg["sizes"]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    results = {}
+    rng = np.random.default_rng(0)
+    for dtype in cfg["dtypes"]:
+        for bn in cfg["batch_norm"]:
+            model, peers, skipped = _infer_models(sizes, dtype, bn)
+            for rows in cfg["rows"]:
+                rows = min(rows, 256) if args.quick else rows
+                X = rng.standard_normal((rows, sizes[0])).astype(dtype)
+                ref_out = model.predict_proba(X)
+                calls = {p: (lambda f=f: f(X)) for p, f in peers.items()}
+                diff = {p: float(np.max(np.abs(np.asarray(f(), dtype=np.float64) - ref_out)))
+                        for p, f in calls.items()}
+                number = max(1, int((3e-3 if args.quick else 0.1) / max(rows * macs / 2e10, 2e-5)))
+                tm = _interleaved(calls, number, args)
+                key = f"{dtype}{'-bn' if bn else ''}-{rows}"
+                results[key] = {
+                    "dtype": dtype, "batch_norm": bn, "rows": rows, "flop": 2.0 * rows * macs,
+                    **{f"{p}_s": t for p, t in tm.items()},
+                    **{f"{p}_max_diff": d for p, d in diff.items() if p != "fastnn"},
+                    **{f"{p}_vs_fastnn": t / tm["fastnn"] for p, t in tm.items() if p != "fastnn"},
+                    **{f"{p}_skipped": why for p, why in skipped.items()}}
+    return {"case": name, "kind": "infer", "sizes": list(sizes), "results": results}
+
+
+def _run_infer_threads_case(name, cfg, args, threads):
+    """Concurrent predict: `callers` Python threads each making 64-row predict_proba calls on
+    ONE model, against one thread making the same calls; every output checked."""
+    model, _, _ = _infer_models(cfg["sizes"], cfg["dtype"], False)
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((cfg["rows"], cfg["sizes"][0])).astype(cfg["dtype"])
+               for _ in range(cfg["callers"])]
+    want = [model.predict_proba(X) for X in batches]
+    calls_each = 20 if args.quick else 400
+    wrong = []
+
+    def work(i, n):
+        for _ in range(n):
+            if not np.array_equal(model.predict_proba(batches[i]), want[i]):
+                wrong.append(i)
+
+    def one_thread():
+        t0 = time.perf_counter()
+        for i in range(cfg["callers"]):
+            work(i, calls_each)
+        return time.perf_counter() - t0
+
+    def many_threads():
+        ts = [threading.Thread(target=work, args=(i, calls_each)) for i in range(cfg["callers"])]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return time.perf_counter() - t0
+
+    times = {"one": [], "many": []}
+    for _ in range(args.repeat):
+        times["one"].append(one_thread())
+        _pause(args)
+        times["many"].append(many_threads())
+        _pause(args)
+    one, many = _median(times["one"]), _median(times["many"])
+    return {"case": name, "kind": "infer_threads", "rows": cfg["rows"],
+            "callers": cfg["callers"], "calls": calls_each * cfg["callers"],
+            "results": {"one_thread_s": one, "threads_s": many, "speedup": one / many,
+                        "wrong_outputs": len(wrong)}}
+
+
 _RUNNERS = {"train": _run_train_case, "scaling": _run_scaling_case, "gemm": _run_gemm_case,
             "adam": _run_adam_case, "dropout": _run_dropout_case, "memory": _run_memory_case,
-            "threads": _run_threads_case, "peak": _run_peak_case}
+            "threads": _run_threads_case, "peak": _run_peak_case, "infer": _run_infer_case,
+            "infer_threads": _run_infer_threads_case}
 
 
 # ---- environment and printing -----------------------------------------------------------------
@@ -734,6 +879,10 @@ def _print_env(env, out):
               f" ({os.path.basename(pool.get('filepath', ''))})", file=out)
 
 
+def _fmt_time(s):
+    return f"{s * 1e6:8.1f} us" if s < 1e-3 else f"{s * 1e3:8.2f} ms"
+
+
 def _print_case(case, out):
     name, kind, res = case["case"], case["kind"], case["results"]
     if kind == "train":
@@ -789,6 +938,20 @@ def _print_case(case, out):
             torch_rate = (f"  torch {r['torch_gflops']:7.1f}" if "torch_gflops" in r else "")
             print(f"  {label:<14}{r['size']:>6}^3  fastnn {r['fastnn_gflops']:7.1f}  "
                   f"BLAS {r['blas_gflops']:7.1f}{torch_rate}", file=out)
+    elif kind == "infer":
+        print(f"\n{name}: predict_proba of {'-'.join(map(str, case['sizes']))}, same weights; "
+              f"time per call (x: the peer's time / fastnn's)", file=out)
+        for key, r in res.items():
+            parts = [f"fastnn {_fmt_time(r['fastnn_s'])}"]
+            for p in ("torch", "sklearn"):
+                if f"{p}_s" in r:
+                    parts.append(f"{p} {_fmt_time(r[p + '_s'])} (x{r[p + '_vs_fastnn']:.2f})")
+            print(f"  {key:<20}" + "  ".join(parts), file=out)
+    elif kind == "infer_threads":
+        print(f"\n{name}: {case['calls']} predict_proba calls of {case['rows']} rows on one "
+              f"model: 1 thread {res['one_thread_s']:.3f} s, {case['callers']} threads "
+              f"{res['threads_s']:.3f} s (x{res['speedup']:.2f}); wrong outputs "
+              f"{res['wrong_outputs']}", file=out)
     elif kind == "memory":
         if "skipped" in res:
             print(f"\n{name}: skipped: {res['skipped']}", file=out)
@@ -864,6 +1027,25 @@ def _targets(cases):
     r = ratio("dropout", "torch")
     if r is not None:
         rows.append(("dropout", ">= 20x faster than torch", f"{r:.2f}x", r >= 20.0, ""))
+    inf = by.get("infer", {}).get("results", {})
+    for key, goal, what in (("float32-10000", 1.2, ">= 1.2x torch's throughput"),
+                            ("float32-64", 2.0, ">= 2x faster than torch"),
+                            ("float32-1", 2.0, "<= 0.5x torch's latency")):
+        if "torch_vs_fastnn" in inf.get(key, {}):
+            r = inf[key]["torch_vs_fastnn"]
+            rows.append((f"infer {key.split('-')[1]} rows", what, f"{r:.2f}x", r >= goal, ""))
+    best = peak("float32")
+    if "float32-10000" in inf and best:
+        r = inf["float32-10000"]
+        floor_s = r["flop"] / (best * 1e9)
+        multiple = r["fastnn_s"] / floor_s
+        rows.append(("infer 10000 rows", "time / peak floor <= 1.3", f"{multiple:.2f}",
+                     multiple <= 1.3, f"peak floor {floor_s * 1e3:.1f} ms at {best:.0f} GFLOP/s"))
+    it = by.get("infer-threads", {}).get("results", {})
+    if "speedup" in it:
+        ok = it["speedup"] >= 1.3 and it["wrong_outputs"] == 0
+        rows.append(("infer-threads", ">= 1.3x one thread, all right", f"{it['speedup']:.2f}x",
+                     ok, f"{it['wrong_outputs']} wrong outputs"))
     th = by.get("threads", {}).get("results", {})
     if "max_runnable" in th:
         rows.append(("threads", "runnable threads in a fit <= cores",

@@ -68,6 +68,28 @@ def test_micro_cases(tmp_path):
         assert set(row) == {"case", "target", "measured", "met", "note"}
 
 
+def test_inference_cases_compare_the_same_network(tmp_path):
+    """Each peer predicts with the same weights (batch norm's running statistics included): its
+    outputs agree with fastnn's to the dtype's rounding, so the times compare like with like;
+    concurrent predictions on one model are all right."""
+    doc = _run(tmp_path, "--cases", "infer,infer-threads")
+    cases = {c["case"]: c for c in doc["cases"]}
+    res = cases["infer"]["results"]
+    assert {(r["dtype"], r["batch_norm"]) for r in res.values()} == {
+        (d, bn) for d in ("float32", "float64") for bn in (False, True)}
+    for key, r in res.items():
+        assert _positive(r["fastnn_s"]), key
+        tol = 1e-5 if r["dtype"] == "float32" else 1e-12
+        for peer in ("torch", "sklearn"):
+            if f"{peer}_s" in r:
+                assert r[f"{peer}_max_diff"] <= tol, (key, peer, r[f"{peer}_max_diff"])
+            else:
+                assert f"{peer}_skipped" in r, (key, peer)
+        if r["batch_norm"]:
+            assert "sklearn_skipped" in r
+    assert cases["infer-threads"]["results"]["wrong_outputs"] == 0
+
+
 def test_targets_against_torch_and_the_peak_floor():
     """The peak floor is the epoch's FLOP at the best large-GEMM rate any library reached on all
     threads (torch's included): 1.444e11 FLOP at 400 GFLOP/s = 0.361 s; fastnn's 0.45 s epoch
