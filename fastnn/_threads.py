@@ -15,6 +15,7 @@ else, so that workers x threads stays within the cores.
 import contextlib
 import os
 import threading
+import time
 
 from ._validation import check_scalar
 
@@ -132,7 +133,22 @@ def _requested():
         if n < 1:
             raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}")
         return n
-    return max(1, min(_usable_cores(), _core.omp_max_threads()))
+    return max(1, min(_usable_cores_recent(), _core.omp_max_threads()))
+
+
+_cores_seen = (0, -1.0)  # (usable cores, time.monotonic() when read)
+
+
+def _usable_cores_recent():
+    """_usable_cores() as read at most a second ago: asking the OS costs a few microseconds,
+    which a one-row prediction would pay on every call."""
+    global _cores_seen
+    n, when = _cores_seen
+    now = time.monotonic()
+    if not 0.0 <= now - when < 1.0:
+        n = _usable_cores()
+        _cores_seen = (n, now)
+    return n
 
 
 def _runnable_elsewhere():
