@@ -180,6 +180,32 @@ def team_size(n_threads):
     return max(1, min(n_threads, _usable_cores() - elsewhere))
 
 
+_calls_running = 0            # compiled inference calls of this process running now
+_calls_lock = threading.Lock()
+
+
+def enter_call(n_threads, adapt):
+    """Start a compiled inference call that may use n_threads; returns its team.  Calls made
+    at the same time from several Python threads (the GIL is released while they run) share
+    the threads: each gets n_threads // (calls running), at least 1, instead of every call
+    starting a full team and the teams spinning against each other.  A call worth it (adapt)
+    also leaves the cores that other processes keep busy (team_size).  Pair with leave_call."""
+    global _calls_running
+    with _calls_lock:
+        _calls_running += 1
+        running = _calls_running
+    team = max(1, n_threads // running)
+    if adapt and team > 1:
+        team = team_size(team)
+    return team
+
+
+def leave_call():
+    global _calls_running
+    with _calls_lock:
+        _calls_running -= 1
+
+
 def set_num_threads(n):
     """Use ``n`` threads in fastnn's kernels from now on (``None`` restores the default)."""
     global _explicit

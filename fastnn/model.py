@@ -24,7 +24,7 @@ import threading
 import numpy as np
 
 from . import _core
-from ._threads import get_num_threads, team_size
+from ._threads import enter_call, get_num_threads, leave_call
 from ._validation import _describe, check_random_seed, check_scalar, validate_X, validate_y
 
 __all__ = ["Dense", "MLP", "ACTIVATIONS", "INITS"]
@@ -480,13 +480,16 @@ class MLP:
         net = self._net(1, 1)  # inference reads the net; its workspace is the thread's own
         n = X.shape[0]
         # a call worth ~0.1 ms or more sizes its team for the load of the moment
-        team = team_size(n_threads) if n * self._macs_per_row >= 5e6 else n_threads
-        if n <= _INFER_ROWS:
-            net.infer(X, out, team)
-            return out
-        for start in range(0, n, _INFER_ROWS):
-            stop = min(n, start + _INFER_ROWS)
-            net.infer(X[start:stop], out[start:stop], team)
+        team = enter_call(n_threads, n * self._macs_per_row >= 5e6)
+        try:
+            if n <= _INFER_ROWS:
+                net.infer(X, out, team)
+                return out
+            for start in range(0, n, _INFER_ROWS):
+                stop = min(n, start + _INFER_ROWS)
+                net.infer(X[start:stop], out[start:stop], team)
+        finally:
+            leave_call()
         return out
 
     def predict_proba(self, X):
@@ -523,12 +526,17 @@ class MLP:
         n_threads = get_num_threads()
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
         total_loss, total_err = 0.0, 0
-        for start in range(0, n, _CHUNK_ROWS):
-            stop = min(n, start + _CHUNK_ROWS)
-            loss, err = net.evaluate(X[start:stop], None if labels is None else labels[start:stop],
-                                     None if Y is None else Y[start:stop], n_threads)
-            total_loss += loss * (stop - start)
-            total_err += err
+        team = enter_call(n_threads, n * self._macs_per_row >= 5e6)
+        try:
+            for start in range(0, n, _CHUNK_ROWS):
+                stop = min(n, start + _CHUNK_ROWS)
+                loss, err = net.evaluate(X[start:stop],
+                                         None if labels is None else labels[start:stop],
+                                         None if Y is None else Y[start:stop], team)
+                total_loss += loss * (stop - start)
+                total_err += err
+        finally:
+            leave_call()
         units = 1 if self.task == "multiclass" else self.n_outputs
         error = total_err / (n * units) if self.task != "regression" else float("nan")
         return total_loss / n, error

@@ -175,3 +175,18 @@ def test_short_spin_holds_in_a_forked_child_and_leaves_no_variable():
         variable, blocktime = state.split(",")
         assert variable == "None", (who, out.stdout)
         assert blocktime in ("1", "-"), (who, out.stdout)
+
+
+def test_concurrent_inference_calls_share_the_threads():
+    """Each of k inference calls running at once gets n // k threads (at least 1): Python
+    threads predicting on one model do not each start a full team."""
+    from fastnn import _threads
+    teams = [_threads.enter_call(4, False) for _ in range(5)]
+    try:
+        assert teams == [4, 2, 1, 1, 1]
+    finally:
+        for _ in teams:
+            _threads.leave_call()
+    assert _threads.enter_call(4, False) == 4
+    _threads.leave_call()
+    assert _threads._calls_running == 0
