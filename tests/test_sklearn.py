@@ -348,6 +348,28 @@ def test_hand_set_weights_predict_as_scikit_learn():
         ours.predict(X)
 
 
+def test_predictions_follow_fitted_weights_changed_in_place_or_replaced():
+    """After fit, coefs_/intercepts_ are views of the network: predict reuses the network, yet
+    sees every change -- in place, an array replaced in the list, or the list replaced."""
+    X, y = _data("multiclass")
+    ours, _ = _pair("multiclass", hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    ours.fit(X, y)
+
+    def manual(est):  # the forward pass by hand, as scikit-learn documents it
+        h = np.maximum(X @ est.coefs_[0] + est.intercepts_[0], 0.0)
+        z = h @ est.coefs_[1] + est.intercepts_[1]
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    np.testing.assert_allclose(ours.predict_proba(X), manual(ours), rtol=1e-12)
+    ours.coefs_[1][:] = 0.5                                   # in place
+    np.testing.assert_allclose(ours.predict_proba(X), manual(ours), rtol=1e-12)
+    ours.intercepts_[1] = np.array([1.0, -1.0, 0.0])          # one array replaced
+    np.testing.assert_allclose(ours.predict_proba(X), manual(ours), rtol=1e-12)
+    ours.coefs_ = [c * 2 for c in ours.coefs_]                # the list replaced
+    np.testing.assert_allclose(ours.predict_proba(X), manual(ours), rtol=1e-12)
+
+
 # ---- stopping rules, warm start ------------------------------------------------------------
 
 def test_convergence_warning_and_stopping_rules():

@@ -11,6 +11,8 @@ outputs become predictions.
 import numbers
 import warnings
 
+import weakref
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
@@ -19,12 +21,15 @@ from sklearn.utils import check_random_state, gen_batches, shuffle
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import _describe
-from ._network import Network, glorot_uniform
+from ._network import Network, _same_memory, glorot_uniform
 from ._params import STOCHASTIC_SOLVERS, check_params
 from ._solvers import make_optimizer, minimize_lbfgs
 
 _MAX_SEED = 2**31 - 1
 
+
+# estimator -> (model_, coefs_, intercepts_, their arrays, the network): see _predict_network
+_PREDICT_NETWORKS = weakref.WeakKeyDictionary()
 
 class BaseMLP(BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
@@ -223,6 +228,29 @@ class BaseMLP(BaseEstimator):
         network.load(self.coefs_, self.intercepts_)
         return network
 
+    def _predict_network(self):
+        """As _network, without rebuilding the network and re-reading coefs_/intercepts_ on
+        every prediction: the one built last is reused while model_, coefs_ and intercepts_ are
+        the very objects (lists and arrays) it was built with, and those arrays are views of its
+        parameters (as after fit), so that any change made in them is already in the network;
+        arrays set by hand are copied in on every call, as before.  Kept outside the
+        estimator's __dict__ (predict must not change it, nor pickling carry it)."""
+        cached = _PREDICT_NETWORKS.get(self)
+        coefs, intercepts = getattr(self, "coefs_", None), getattr(self, "intercepts_", None)
+        if (cached is not None and cached[0] is getattr(self, "model_", None)
+                and cached[1] is coefs and cached[2] is intercepts
+                and len(cached[3]) == len(coefs) and len(cached[4]) == len(intercepts)
+                and all(a is b for a, b in zip(cached[3], coefs))
+                and all(a is b for a, b in zip(cached[4], intercepts))):
+            return cached[5]
+        network = self._network()
+        own_coefs, own_intercepts = network.views()
+        if all(_same_memory(a, b) for a, b in zip(self.coefs_ + self.intercepts_,
+                                                  own_coefs + own_intercepts)):
+            _PREDICT_NETWORKS[self] = (self.model_, self.coefs_, self.intercepts_,
+                                       tuple(self.coefs_), tuple(self.intercepts_), network)
+        return network
+
     # ---- the stochastic solvers --------------------------------------------------------------
 
     def _fit_stochastic(self, network, X, Y, sample_weight, incremental):
@@ -377,7 +405,7 @@ class BaseMLP(BaseEstimator):
 
     def _forward(self, X):
         """Network outputs (n_samples, n_outputs) on X, in the network's dtype."""
-        network = self._network()
+        network = self._predict_network()
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         return network.forward(X)
