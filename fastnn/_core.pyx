@@ -125,16 +125,23 @@ cdef extern from "fastnn.h" nogil:
     size_t fnn_dnet_infer_ws_size(const fnn_dnet *net, int m, int n_threads)
     size_t fnn_snet_evaluate_ws_size(const fnn_snet *net, int m, int n_threads)
     size_t fnn_dnet_evaluate_ws_size(const fnn_dnet *net, int m, int n_threads)
-    int fnn_snet_infer(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx, float *out,
-                       Py_ssize_t ldo, void *ws, size_t ws_bytes, int n_threads)
-    int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx, double *out,
-                       Py_ssize_t ldo, void *ws, size_t ws_bytes, int n_threads)
+    ctypedef struct fnn_input_map:
+        const double *mean
+        const double *scale
+    int fnn_snet_infer(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
+                       const fnn_input_map *in_map, float *out, Py_ssize_t ldo, void *ws,
+                       size_t ws_bytes, int n_threads)
+    int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
+                       const fnn_input_map *in_map, double *out, Py_ssize_t ldo, void *ws,
+                       size_t ws_bytes, int n_threads)
     int fnn_snet_evaluate(const fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
-                          const int32_t *labels, const float *Y, Py_ssize_t ldy, void *ws,
-                          size_t ws_bytes, int n_threads, fnn_pass_result *res)
+                          const fnn_input_map *in_map, const int32_t *labels, const float *Y,
+                          Py_ssize_t ldy, void *ws, size_t ws_bytes, int n_threads,
+                          fnn_pass_result *res)
     int fnn_dnet_evaluate(const fnn_dnet *net, int m, const double *X, Py_ssize_t ldx,
-                          const int32_t *labels, const double *Y, Py_ssize_t ldy, void *ws,
-                          size_t ws_bytes, int n_threads, fnn_pass_result *res)
+                          const fnn_input_map *in_map, const int32_t *labels, const double *Y,
+                          Py_ssize_t ldy, void *ws, size_t ws_bytes, int n_threads,
+                          fnn_pass_result *res)
     int fnn_snet_loss_grad(fnn_snet *net, int m, const float *X, Py_ssize_t ldx,
                            const int32_t *labels, const float *Y, Py_ssize_t ldy,
                            int training, uint64_t seed, uint64_t step, double l2_coef,
@@ -690,14 +697,34 @@ cdef class Net:
                                       seed, step, &out[0, 0], out.shape[1], n_threads)
         _check_status(rc, "forward")
 
-    def infer(self, const floating[:, ::1] X, floating[:, ::1] out, int n_threads):
+    cdef int _input_map(self, const double[::1] x_mean, const double[::1] x_scale,
+                        fnn_input_map *map, fnn_input_map **use) except -1:
+        """The standardisation of the input columns (both arrays or neither)."""
+        if x_mean is None and x_scale is None:
+            use[0] = NULL
+            return 0
+        if x_mean is None or x_scale is None:
+            raise ValueError("x_mean and x_scale go together")
+        _check_len(x_mean.shape[0], self.n_in, "x_mean")
+        _check_len(x_scale.shape[0], self.n_in, "x_scale")
+        map.mean = &x_mean[0]
+        map.scale = &x_scale[0]
+        use[0] = map
+        return 0
+
+    def infer(self, const floating[:, ::1] X, floating[:, ::1] out, int n_threads,
+              const double[::1] x_mean=None, const double[::1] x_scale=None):
         """out = inference-mode output on X (any number of rows) over a workspace of this
-        call's own: safe from many threads at once.  # OUT: out"""
+        call's own: safe from many threads at once.  With x_mean and x_scale (n_in doubles
+        each) the network reads (X - x_mean) / x_scale.  # OUT: out"""
         cdef int m = X.shape[0]
         cdef int rc
         cdef size_t wsb
         cdef char *ws
+        cdef fnn_input_map map
+        cdef fnn_input_map *in_map
         self._check(floating is double, m, X.shape[1], 2147483647, "infer")
+        self._input_map(x_mean, x_scale, &map, &in_map)
         if out.shape[0] != m or out.shape[1] != self.n_out:
             raise ValueError(f"out has shape {(out.shape[0], out.shape[1])}, expected {(m, self.n_out)}")
         if m == 0:
@@ -706,17 +733,20 @@ cdef class Net:
         ws = self._infer_ws(floating is double, m, n_threads, False, keep, &wsb)
         with nogil:
             if floating is float:
-                rc = fnn_snet_infer(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
+                rc = fnn_snet_infer(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], in_map, &out[0, 0],
                                     out.shape[1], ws, wsb, n_threads)
             else:
-                rc = fnn_dnet_infer(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], &out[0, 0],
+                rc = fnn_dnet_infer(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], in_map, &out[0, 0],
                                     out.shape[1], ws, wsb, n_threads)
         _check_status(rc, "infer")
 
     def evaluate(self, const floating[:, ::1] X, const int32_t[::1] labels,
-                 const floating[:, ::1] Y, int n_threads):
+                 const floating[:, ::1] Y, int n_threads, const double[::1] x_mean=None,
+                 const double[::1] x_scale=None):
         """Inference loss and errors on X over a workspace of this call's own (safe from many
-        threads at once); returns (loss, n_errors)."""
+        threads at once), X standardised as in infer; returns (loss, n_errors)."""
+        cdef fnn_input_map map
+        cdef fnn_input_map *in_map
         cdef fnn_pass_result res
         cdef const int32_t *pl = &labels[0] if labels is not None and labels.shape[0] > 0 else NULL
         cdef const floating *py = &Y[0, 0] if Y is not None and Y.shape[0] > 0 else NULL
@@ -726,6 +756,7 @@ cdef class Net:
         cdef size_t wsb
         cdef char *ws
         self._check(floating is double, m, X.shape[1], 2147483647, "evaluate")
+        self._input_map(x_mean, x_scale, &map, &in_map)
         self._check_targets(m, labels, Y.shape[0] if Y is not None else 0, ldy, Y is not None)
         if m == 0:
             return 0.0, 0
@@ -733,10 +764,10 @@ cdef class Net:
         ws = self._infer_ws(floating is double, m, n_threads, True, keep, &wsb)
         with nogil:
             if floating is float:
-                rc = fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                rc = fnn_snet_evaluate(<fnn_snet *>self._net, m, &X[0, 0], X.shape[1], in_map, pl, py,
                                        ldy, ws, wsb, n_threads, &res)
             else:
-                rc = fnn_dnet_evaluate(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], pl, py,
+                rc = fnn_dnet_evaluate(<fnn_dnet *>self._net, m, &X[0, 0], X.shape[1], in_map, pl, py,
                                        ldy, ws, wsb, n_threads, &res)
         _check_status(rc, "evaluate")
         return res.loss, res.n_errors

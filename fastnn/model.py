@@ -388,11 +388,27 @@ class MLP:
 
     # ---- inputs ------------------------------------------------------------------------------
 
-    def _prepare_X(self, X, name="X"):
+    def _prepare_X(self, X, name="X", standardize=True):
+        """X validated and converted to the model's dtype; with standardize, also standardised
+        (a NumPy pass; inference leaves that to the compiled call, see _input_map)."""
         X = validate_X(X, name, n_features=self.n_inputs, dtype=self.dtype)
-        if self.standardizer is not None:
+        if standardize and self.standardizer is not None:
             X = np.ascontiguousarray(self.standardizer.transform(X), dtype=self.dtype)
         return X
+
+    def _input_map(self):
+        """The standardizer's (mean, scale) as the compiled inference applies them to each row
+        block as the first layer reads it (the arithmetic of Standardizer.transform: float64,
+        rounded once to the model's dtype), or (None, None)."""
+        st = self.standardizer
+        if st is None:
+            return None, None
+        mean = np.ascontiguousarray(st.mean_, dtype=np.float64)
+        scale = np.ascontiguousarray(st.scale_, dtype=np.float64)
+        if mean.shape != (self.n_inputs,) or scale.shape != (self.n_inputs,):
+            raise ValueError(f"the standardizer was fitted on {mean.shape[0]} features, the "
+                             f"model takes {self.n_inputs}")
+        return mean, scale
 
     def _prepare_y(self, y, n_samples, name="y"):
         """Targets as the kernels take them: (labels int32, None) or (None, Y 2-D float)."""
@@ -449,7 +465,7 @@ class MLP:
             dtype (inputs too large for these weights, or weights that diverged).  No NaN is ever
             returned, nor turned into a class by ``predict``.
         """
-        X = self._prepare_X(X)
+        X = self._prepare_X(X, standardize=training)
         seed = self.seed if seed is None else check_random_seed(seed)
         n = X.shape[0]
         out = np.empty((n, self.n_outputs), dtype=self.dtype)
@@ -460,7 +476,7 @@ class MLP:
                 self._net(n, n_threads).forward(X, out, True, seed, 0, n_threads)
             _check_output(out)
             return out
-        _check_output(self._infer(X, out, n_threads))
+        _check_output(self._infer(X, out, n_threads, standardized=False))
         return out
 
     def _check_batch_statistics(self, m, training):
@@ -470,9 +486,11 @@ class MLP:
             raise ValueError("batch norm needs more than 1 row of X in training mode (the "
                              "variance of one row is 0); got 1 row with training=True")
 
-    def _infer(self, X, out=None, n_threads=None):
+    def _infer(self, X, out=None, n_threads=None, standardized=True):
         """Inference output on prepared X into out (allocated when None), NaN and all: the
-        unchecked form of ``forward`` for callers that handle non-finite outputs themselves."""
+        unchecked form of ``forward`` for callers that handle non-finite outputs themselves.
+        standardized=False: X is not standardised yet; the compiled call does it."""
+        mean, scale = (None, None) if standardized else self._input_map()
         if out is None:
             out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         if n_threads is None:
@@ -483,11 +501,11 @@ class MLP:
         team = enter_call(n_threads, n * self._macs_per_row >= 5e6)
         try:
             if n <= _INFER_ROWS:
-                net.infer(X, out, team)
+                net.infer(X, out, team, mean, scale)
                 return out
             for start in range(0, n, _INFER_ROWS):
                 stop = min(n, start + _INFER_ROWS)
-                net.infer(X[start:stop], out[start:stop], team)
+                net.infer(X[start:stop], out[start:stop], team, mean, scale)
         finally:
             leave_call()
         return out
@@ -517,11 +535,12 @@ class MLP:
     def evaluate(self, X, y):
         """Inference-mode ``(loss, error)`` on (X, y): the mean data loss (no L2 term) and the
         error rate (fraction misclassified; NaN for a linear output)."""
-        X = self._prepare_X(X)
+        X = self._prepare_X(X, standardize=False)
         labels, Y = self._prepare_y(y, X.shape[0])
-        return self._evaluate_prepared(X, labels, Y)
+        return self._evaluate_prepared(X, labels, Y, standardized=False)
 
-    def _evaluate_prepared(self, X, labels, Y):
+    def _evaluate_prepared(self, X, labels, Y, standardized=True):
+        mean, scale = (None, None) if standardized else self._input_map()
         n = X.shape[0]
         n_threads = get_num_threads()
         net = self._net(1, 1)  # inference reads the net; its workspace is each call's own
@@ -532,7 +551,8 @@ class MLP:
                 stop = min(n, start + _CHUNK_ROWS)
                 loss, err = net.evaluate(X[start:stop],
                                          None if labels is None else labels[start:stop],
-                                         None if Y is None else Y[start:stop], team)
+                                         None if Y is None else Y[start:stop], team,
+                                         mean, scale)
                 total_loss += loss * (stop - start)
                 total_err += err
         finally:

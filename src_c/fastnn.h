@@ -399,15 +399,24 @@ int fnn_snet_forward(fnn_snet *net, int m, const float *X, ptrdiff_t ldx, int tr
 int fnn_dnet_forward(fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, int training,
                      uint64_t seed, uint64_t step, double *out, ptrdiff_t ldo, int n_threads);
 
+/* Standardised inputs: the map x' = (T)(((double)x - mean[j]) / scale[j]) of column j (both
+ * arrays of n_in_0 doubles), applied to each row block of X as the first layer reads it, with
+ * the arithmetic of standardising in double and rounding once to the dtype.  NULL: X as given. */
+typedef struct {
+    const double *mean, *scale;
+} fnn_input_map;
+
 /* Inference on any number of rows m over the caller's workspace ws (64-byte aligned, at least
  * fnn_snet_infer_ws_size(net, m, n_threads) bytes, which also serves any m' <= m): out as in
  * forward, batch norm with the running statistics, no dropout.  FNN_EWORKSPACE when ws is too
  * small or misaligned. */
 size_t fnn_snet_infer_ws_size(const fnn_snet *net, int m, int n_threads);
 size_t fnn_dnet_infer_ws_size(const fnn_dnet *net, int m, int n_threads);
-int fnn_snet_infer(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx, float *out,
+int fnn_snet_infer(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                   const fnn_input_map *in_map, float *out,
                    ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads);
-int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, double *out,
+int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                   const fnn_input_map *in_map, double *out,
                    ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads);
 
 /* Inference loss and errors on m rows over the caller's workspace (as for infer, at least
@@ -415,9 +424,11 @@ int fnn_dnet_infer(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx, d
 size_t fnn_snet_evaluate_ws_size(const fnn_snet *net, int m, int n_threads);
 size_t fnn_dnet_evaluate_ws_size(const fnn_dnet *net, int m, int n_threads);
 int fnn_snet_evaluate(const fnn_snet *net, int m, const float *X, ptrdiff_t ldx,
+                      const fnn_input_map *in_map,
                       const int32_t *labels, const float *Y, ptrdiff_t ldy, void *ws,
                       size_t ws_bytes, int n_threads, fnn_pass_result *res);
 int fnn_dnet_evaluate(const fnn_dnet *net, int m, const double *X, ptrdiff_t ldx,
+                      const fnn_input_map *in_map,
                       const int32_t *labels, const double *Y, ptrdiff_t ldy, void *ws,
                       size_t ws_bytes, int n_threads, fnn_pass_result *res);
 

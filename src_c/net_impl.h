@@ -493,7 +493,7 @@ int P(net_forward)(P(net) *net, int m, const T *X, ptrdiff_t ldx, int training,
  * fnn_?gemm_packed).  Sized for the larger of the two ways and every compiled ISA. */
 typedef struct {
     size_t logits, ptrs, packed, rstd, rest;          /* offsets in bytes */
-    size_t act, scratch, lptrs, gemm, gemm_bytes;      /* layer by layer, from rest */
+    size_t act, xs, scratch, lptrs, gemm, gemm_bytes;  /* layer by layer, from rest */
     size_t thread_bytes;                               /* streamed: slice per thread, from rest */
     int rb;                                            /* streamed: rows per block, at most */
     size_t total;
@@ -532,6 +532,7 @@ static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads, in
     /* layer by layer (only ever used for m <= MR, but sized for any m asked) */
     size_t ll = 0;
     lo.act = P(take)(&ll, 2 * sizeof(T) * rows * (size_t)net->max_width);
+    lo.xs = P(take)(&ll, sizeof(T) * rows * (size_t)net->layers[0].n_in);
     lo.scratch = P(take)(&ll, 3 * sizeof(T) * (size_t)net->max_width);
     lo.lptrs = P(take)(&ll, 2 * sizeof(T *) * (size_t)L);
     lo.gemm_bytes = 0;
@@ -547,6 +548,7 @@ static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads, in
     lo.rb = (int)rows < mc_max ? (int)rows : mc_max;
     size_t st = 0, a_blk = 0;
     P(take)(&st, 2 * sizeof(T) * (size_t)lo.rb * (size_t)net->max_width);
+    P(take)(&st, sizeof(T) * (size_t)lo.rb * (size_t)net->layers[0].n_in);  /* standardised X */
     for (int l = 0; l < L; l++) {
         const size_t w = fnn_gemm_packed_ws_size(lo.rb, net->layers[l].n_in, sizeof(T));
         if (w > a_blk) a_blk = w;
@@ -589,10 +591,20 @@ static P(fwd_ctx) P(infer_ctx)(const P(net) *net, int l, const T *rstd)
 
 static void P(output_activation)(const P(net) *net, int m, T *out, ptrdiff_t ldo);
 
+/* dst (m, n; row stride n) = the input map of m rows of X (fastnn.h, fnn_input_map). */
+static void P(map_rows)(const fnn_input_map *map, int m, int n, const T *X, ptrdiff_t ldx, T *dst)
+{
+    for (int i = 0; i < m; i++) {
+        const T *restrict x = X + (ptrdiff_t)i * ldx;
+        T *restrict d = dst + (ptrdiff_t)i * n;
+        for (int j = 0; j < n; j++) d[j] = (T)(((double)x[j] - map->mean[j]) / map->scale[j]);
+    }
+}
+
 /* The streamed path (see above): m > MR rows, logits or outputs into dst (row stride ld). */
-static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *dst,
-                           ptrdiff_t ld, int activate, char *base, const P(infer_layout) *lo,
-                           int n_threads)
+static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                           const fnn_input_map *in_map, T *dst, ptrdiff_t ld, int activate,
+                           char *base, const P(infer_layout) *lo, int n_threads)
 {
     const int L = net->n_layers;
     const int isa = fnn_isa_active();   /* one ISA for the packs and the products */
@@ -637,14 +649,23 @@ static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, 
         }
         FNN_PRAGMA(omp barrier)
         char *slice = base + lo->rest + (size_t)tid * lo->thread_bytes;
-        T *act[2] = {(T *)slice, (T *)slice + (size_t)lo->rb * net->max_width};
-        char *a_ws = slice + ((2 * sizeof(T) * (size_t)lo->rb * net->max_width + 63) & ~(size_t)63);
+        size_t soff = 0;
+        T *act[2];
+        act[0] = (T *)(slice + P(take)(&soff, 2 * sizeof(T) * (size_t)lo->rb * net->max_width));
+        act[1] = act[0] + (size_t)lo->rb * net->max_width;
+        T *xs = (T *)(slice + P(take)(&soff, sizeof(T) * (size_t)lo->rb * net->layers[0].n_in));
+        char *a_ws = slice + soff;
         const size_t a_bytes = lo->thread_bytes - (size_t)(a_ws - slice);
         FNN_PRAGMA(omp for schedule(dynamic, 1))
         for (int blk = 0; blk < n_blocks; blk++) {
             const int i0 = blk * rb, mb = m - i0 < rb ? m - i0 : rb;
             const T *in = X + (ptrdiff_t)i0 * ldx;
             ptrdiff_t ld_in = ldx;
+            if (in_map) {
+                P(map_rows)(in_map, mb, net->layers[0].n_in, in, ldx, xs);
+                in = xs;
+                ld_in = net->layers[0].n_in;
+            }
             for (int l = 0; l < L; l++) {
                 const P(layer) *ly = &net->layers[l];
                 const int last = l == L - 1;
@@ -670,11 +691,12 @@ static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, 
 /* Forward in inference mode over the caller's workspace; the logits land in the workspace's
  * logits buffer (returned through *logits) or, when out != NULL, in out, and with `activate`
  * become outputs (probabilities or values). */
-static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
-                         ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads, T **logits,
-                         int activate)
+static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                         const fnn_input_map *in_map, T *out, ptrdiff_t ldo, void *ws,
+                         size_t ws_bytes, int n_threads, T **logits, int activate)
 {
     if (P(check_batch)(net, m, INT32_MAX, X, ldx) != FNN_OK) return FNN_EINVAL;
+    if (in_map && (!in_map->mean || !in_map->scale)) return FNN_EINVAL;
     if (m == 0) return FNN_OK;
     if (n_threads < 1) n_threads = 1;
     const P(infer_layout) lo = P(infer_plan)(net, m, n_threads, out == NULL);
@@ -688,7 +710,7 @@ static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T 
     if (fnn_gemm_tile(fnn_isa_active(), (int)sizeof(T), &mr, &nr, &kc, &mc, &nc) != FNN_OK)
         return FNN_EINVAL;
     if (m > mr)
-        return P(infer_stream)(net, m, X, ldx, dst, ld, activate, base, &lo, n_threads);
+        return P(infer_stream)(net, m, X, ldx, in_map, dst, ld, activate, base, &lo, n_threads);
 
     char *rest = base + lo.rest;
     T *act = (T *)(rest + lo.act);
@@ -697,25 +719,31 @@ static int P(infer_into)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T 
         A[l] = act + (size_t)(l & 1) * (size_t)m * (size_t)net->max_width;
         stats[l] = (T *)(rest + lo.scratch);
     }
+    if (in_map) {
+        T *xs = (T *)(rest + lo.xs);
+        P(map_rows)(in_map, m, net->layers[0].n_in, X, ldx, xs);
+        X = xs;
+        ldx = net->layers[0].n_in;
+    }
     const P(bufs) bf = {A, NULL, stats, NULL, rest + lo.gemm, lo.gemm_bytes};
     const int rc = P(forward)(net, &bf, m, X, ldx, 0, 0, 0, dst, ld, n_threads);
     if (rc == FNN_OK && activate) P(output_activation)(net, m, dst, ld);
     return rc;
 }
 
-static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out,
-                            ptrdiff_t ldo,
-                 void *ws, size_t ws_bytes, int n_threads)
+static int P(net_infer_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
+                            const fnn_input_map *in_map, T *out, ptrdiff_t ldo, void *ws,
+                            size_t ws_bytes, int n_threads)
 {
     if (!out || ldo < net->layers[net->n_layers - 1].n_out) return FNN_EINVAL;
-    return P(infer_into)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads, NULL, 1);
+    return P(infer_into)(net, m, X, ldx, in_map, out, ldo, ws, ws_bytes, n_threads, NULL, 1);
 }
 
-int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, T *out, ptrdiff_t ldo,
-                 void *ws, size_t ws_bytes, int n_threads)
+int P(net_infer)(const P(net) *net, int m, const T *X, ptrdiff_t ldx, const fnn_input_map *in_map,
+                 T *out, ptrdiff_t ldo, void *ws, size_t ws_bytes, int n_threads)
 {
     const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
-    const int rc = P(net_infer_run)(net, m, X, ldx, out, ldo, ws, ws_bytes, n_threads);
+    const int rc = P(net_infer_run)(net, m, X, ldx, in_map, out, ldo, ws, ws_bytes, n_threads);
     fnn_fp_leave(fp_saved);
     return rc;
 }
@@ -810,7 +838,7 @@ static double P(sum_w2)(const P(net) *net)
 }
 
 static int P(net_evaluate_run)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
-                    const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
+                    const fnn_input_map *in_map, const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
                     int n_threads, fnn_pass_result *res)
 {
     const int n = net->layers[net->n_layers - 1].n_out;
@@ -819,7 +847,7 @@ static int P(net_evaluate_run)(const P(net) *net, int m, const T *X, ptrdiff_t l
     res->sum_w2 = 0.0;
     res->n_errors = 0;
     T *Z = NULL;
-    const int rc = P(infer_into)(net, m, X, ldx, NULL, 0, ws, ws_bytes, n_threads, &Z, 0);
+    const int rc = P(infer_into)(net, m, X, ldx, in_map, NULL, 0, ws, ws_bytes, n_threads, &Z, 0);
     if (rc != FNN_OK || m == 0) return rc;
     res->n_errors = P(count_errors)(net->loss, m, n, Z, labels, Y, ldy);
     double denom = net->loss == FNN_LOSS_XENT ? (double)m : (double)m * (double)n;
@@ -828,12 +856,12 @@ static int P(net_evaluate_run)(const P(net) *net, int m, const T *X, ptrdiff_t l
 }
 
 int P(net_evaluate)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
-                    const int32_t *labels, const T *Y, ptrdiff_t ldy, void *ws, size_t ws_bytes,
-                    int n_threads, fnn_pass_result *res)
+                    const fnn_input_map *in_map, const int32_t *labels, const T *Y,
+                    ptrdiff_t ldy, void *ws, size_t ws_bytes, int n_threads, fnn_pass_result *res)
 {
     const unsigned fp_saved = fnn_fp_enter_call(n_threads);  /* see net.c */
-    const int rc = P(net_evaluate_run)(net, m, X, ldx, labels, Y, ldy, ws, ws_bytes, n_threads,
-                                       res);
+    const int rc = P(net_evaluate_run)(net, m, X, ldx, in_map, labels, Y, ldy, ws, ws_bytes,
+                                       n_threads, res);
     fnn_fp_leave(fp_saved);
     return rc;
 }

@@ -131,3 +131,26 @@ def test_concurrent_predictions_on_one_model_are_each_right():
     for th in threads:
         th.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_standardised_inputs_same_bits_as_numpy_standardising_first(isa, dtype):
+    """A model with a standardizer standardises X inside the compiled call, block by block as the
+    first layer reads it: the outputs and evaluate's loss are those of Standardizer.transform
+    followed by the network, bit for bit, at every row count (both ways through the layers)."""
+    rng = np.random.default_rng(8)
+    model = _model(dtype, False)
+    fit_rows = (rng.standard_normal((500, model.n_inputs)) * rng.uniform(0.1, 30, model.n_inputs)
+                + rng.uniform(-50, 50, model.n_inputs))
+    model.standardizer = fn.data.Standardizer().fit(fit_rows)
+    with using_isa(isa):
+        for m in (1, 2, 13, 200):
+            X = (rng.standard_normal((m, model.n_inputs)) * 20 + 5).astype(dtype)
+            Xs = np.ascontiguousarray(model.standardizer.transform(X), dtype=dtype)
+            want = np.empty((m, model.n_outputs), dtype=dtype)
+            model._net(1, 1).infer(Xs, want, 2)
+            _bits_equal(model.predict_proba(X), want, f"{isa} {dtype} m={m}")
+            y = rng.integers(0, model.n_outputs, m)
+            got = model.evaluate(X, y)
+            assert got == model._evaluate_prepared(Xs, *model._prepare_y(y, m)), (m, got)
