@@ -167,8 +167,17 @@ int fnn_dgemm(int m, int n, int k,
  * fnn_?gemm_packed(isa, m, n, k, A, rsa, csa, Bp, C, ldc, ep, ctx, ws, ws_bytes): C = A B on the
  *   calling thread, B as packed by pack_b with the same isa, k and n; the epilogue gets C's row
  *   blocks (full width, i0 relative to this call).  Same bits as fnn_?gemm.  Returns FNN_OK,
- *   FNN_EINVAL, or FNN_EWORKSPACE. */
+ *   FNN_EINVAL, or FNN_EWORKSPACE.
+ * fnn_?gemm_b_in_place(isa, m, n, k, A, rsa, csa, B, rsb, C, ldc, ep, ctx, ws, ws_bytes): the
+ *   same with B unpacked (row stride rsb >= n, columns contiguous), for products of few rows
+ *   where packing B would cost more than reading it where it is; ws as for gemm_packed. */
 size_t fnn_gemm_packed_b_size(int k, int n, size_t elem_size);
+int fnn_sgemm_b_in_place(int isa, int m, int n, int k, const float *A, ptrdiff_t rsa,
+                         ptrdiff_t csa, const float *B, ptrdiff_t rsb, float *C, ptrdiff_t ldc,
+                         fnn_sepilogue ep, void *ep_ctx, void *ws, size_t ws_bytes);
+int fnn_dgemm_b_in_place(int isa, int m, int n, int k, const double *A, ptrdiff_t rsa,
+                         ptrdiff_t csa, const double *B, ptrdiff_t rsb, double *C, ptrdiff_t ldc,
+                         fnn_depilogue ep, void *ep_ctx, void *ws, size_t ws_bytes);
 size_t fnn_gemm_packed_ws_size(int m, int k, size_t elem_size);
 int fnn_sgemm_pack_b(int isa, int k, int n, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
                      float *Bp, int part, int n_parts);

@@ -244,8 +244,11 @@ size_t fnn_gemm_packed_ws_size(int m, int k, size_t elem_size)
         const int mr = s ? fnn_gemm_isas[i].s.mr : fnn_gemm_isas[i].d.mr;
         const int kc = s ? fnn_gemm_isas[i].s.kc : fnn_gemm_isas[i].d.kc;
         const int mc = s ? fnn_gemm_isas[i].s.mc : fnn_gemm_isas[i].d.mc;
+        const int nr = s ? fnn_gemm_isas[i].s.nr : fnn_gemm_isas[i].d.nr;
+        /* the A block, and a partial column panel of a B read in place */
         const size_t b = round_up64((size_t)imin(mc / mr * mr, round_up(m, mr)) *
-                                    (size_t)imin(k, kc) * elem_size);
+                                    (size_t)imin(k, kc) * elem_size) +
+                         (size_t)imin(k, kc) * (size_t)nr * elem_size;
         if (b > bytes) bytes = b;
     }
     return bytes;

@@ -236,24 +236,32 @@ int FNN_(gemm_pack_b)(int isa, int k, int n, const FNN_REAL *B, ptrdiff_t rsb, p
     return FNN_OK;
 }
 
-int FNN_(gemm_packed)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t rsa,
-                      ptrdiff_t csa, const FNN_REAL *Bp, FNN_REAL *C, ptrdiff_t ldc,
-                      FNN_EPILOGUE ep, void *ep_ctx, void *ws, size_t ws_bytes)
+/* C = A B on the calling thread, B either packed by gemm_pack_b (rsb == 0) or read in place
+ * (row stride rsb, columns contiguous: each full column panel straight from B, a last partial
+ * one packed into ws after the A block). */
+static int FNN_(gemm_rows)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t rsa,
+                           ptrdiff_t csa, const FNN_REAL *B, ptrdiff_t rsb, FNN_REAL *C,
+                           ptrdiff_t ldc, FNN_EPILOGUE ep, void *ep_ctx, void *ws,
+                           size_t ws_bytes)
 {
-    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_compiled(isa) || m < 0 || n < 0 || k < 0)
+    if (isa < 0 || isa >= FNN_ISA_COUNT || !fnn_isa_compiled(isa) || m < 0 || n < 0 || k < 0 ||
+        rsb < 0 || (rsb > 0 && rsb < n))
         return FNN_EINVAL;
     if (m == 0 || n == 0) return FNN_OK;
     const FNN_(ukr) *u = &FNN_UKR(&fnn_gemm_isas[isa]);
     const int MR = u->mr, NR = u->nr;
-    const int P = (n + NR - 1) / NR;
+    const int P = (n + NR - 1) / NR, full = rsb > 0 ? n / NR : P;
     const int n_passes = k > 0 ? (k + u->kc - 1) / u->kc : 1;
     const int kc = k > 0 ? (k + n_passes - 1) / n_passes : 0;
     const int mc = balanced_block(m, u->mc / MR * MR, MR);
-    /* one column panel: every A element is used once, read in place (as in fnn_?gemm) */
-    const int a_in_place = P == 1;
-    if (!a_in_place && (((uintptr_t)ws & 63) != 0 || ws_bytes < (size_t)mc * kc * sizeof(FNN_REAL)))
-        return FNN_EWORKSPACE;
+    /* one column panel of a packed B: every A element is used once, read in place */
+    const int a_in_place = P == 1 && rsb == 0;
+    const size_t a_bytes = round_up64((size_t)mc * kc * sizeof(FNN_REAL));
+    const size_t need = (a_in_place ? 0 : a_bytes) +
+                        (full < P ? (size_t)kc * NR * sizeof(FNN_REAL) : 0);
+    if (need > 0 && (((uintptr_t)ws & 63) != 0 || ws_bytes < need)) return FNN_EWORKSPACE;
     FNN_REAL *Ap = (FNN_REAL *)ws;
+    FNN_REAL *Bt = (FNN_REAL *)((char *)ws + a_bytes);   /* the partial panel of B in place */
     for (int ic = 0; ic < m; ic += mc) {
         const int mb = imin(mc, m - ic);
         for (int q = 0, pc = 0; q < n_passes; q++, pc += kc) {
@@ -264,16 +272,40 @@ int FNN_(gemm_packed)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t
                 u->pack(Ap, a, rsa, csa, mb, kq, MR);
                 a = Ap; ra = 1; ca = MR;
             }
-            const FNN_REAL *bq = Bp + (ptrdiff_t)q * kc * P * NR;
+            if (full < P)
+                u->pack(Bt, B + pc * rsb + (ptrdiff_t)full * NR, 1, rsb, n - full * NR, kq, NR);
+            const FNN_REAL *bq = B + (rsb > 0 ? 0 : (ptrdiff_t)q * kc * P * NR);
             for (int j = 0; j < P; j++) {
                 const int nr = imin(NR, n - j * NR);
+                const FNN_REAL *b = bq + (ptrdiff_t)j * kq * NR;
+                ptrdiff_t ldb = NR;
+                if (rsb > 0) {
+                    b = j < full ? B + pc * rsb + (ptrdiff_t)j * NR : Bt;
+                    ldb = j < full ? rsb : NR;
+                }
                 for (int ir = 0; ir < mb; ir += MR)
-                    u->kernel(kq, a + ir * (a_in_place ? ra : kq), ra, ca,
-                              bq + (ptrdiff_t)j * kq * NR, NR, C + (ptrdiff_t)(ic + ir) * ldc + j * NR,
-                              ldc, 1, imin(MR, mb - ir), nr, q > 0);
+                    u->kernel(kq, a + ir * (a_in_place ? ra : kq), ra, ca, b, ldb,
+                              C + (ptrdiff_t)(ic + ir) * ldc + j * NR, ldc, 1,
+                              imin(MR, mb - ir), nr, q > 0);
             }
         }
         if (ep) ep(ep_ctx, C + (ptrdiff_t)ic * ldc, ldc, ic, 0, mb, n);
     }
     return FNN_OK;
+}
+
+int FNN_(gemm_packed)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t rsa,
+                      ptrdiff_t csa, const FNN_REAL *Bp, FNN_REAL *C, ptrdiff_t ldc,
+                      FNN_EPILOGUE ep, void *ep_ctx, void *ws, size_t ws_bytes)
+{
+    return FNN_(gemm_rows)(isa, m, n, k, A, rsa, csa, Bp, 0, C, ldc, ep, ep_ctx, ws, ws_bytes);
+}
+
+int FNN_(gemm_b_in_place)(int isa, int m, int n, int k, const FNN_REAL *A, ptrdiff_t rsa,
+                          ptrdiff_t csa, const FNN_REAL *B, ptrdiff_t rsb, FNN_REAL *C,
+                          ptrdiff_t ldc, FNN_EPILOGUE ep, void *ep_ctx, void *ws,
+                          size_t ws_bytes)
+{
+    if (rsb < 1) return FNN_EINVAL;
+    return FNN_(gemm_rows)(isa, m, n, k, A, rsa, csa, B, rsb, C, ldc, ep, ep_ctx, ws, ws_bytes);
 }

@@ -591,6 +591,11 @@ static P(fwd_ctx) P(infer_ctx)(const P(net) *net, int l, const T *rstd)
 
 static void P(output_activation)(const P(net) *net, int m, T *out, ptrdiff_t ldo);
 
+/* Row blocks of at most this many micro-tiles read the weights in place (infer_stream). */
+#ifndef FNN_INFER_INPLACE_TILES
+#define FNN_INFER_INPLACE_TILES 3
+#endif
+
 /* dst (m, n; row stride n) = the input map of m rows of X (fastnn.h, fnn_input_map). */
 static void P(map_rows)(const fnn_input_map *map, int m, int n, const T *X, ptrdiff_t ldx, T *dst)
 {
@@ -620,6 +625,10 @@ static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
     double flops = 0;
     for (int l = 0; l < L; l++) flops += 2.0 * m * net->layers[l].n_in * net->layers[l].n_out;
     if (flops < 4.0e6) nthr = 1;   /* as fnn_?gemm: a team costs more than it saves */
+    /* Short row blocks read the weights in place: a block of at most FNN_INFER_INPLACE_TILES
+     * micro-tiles of rows uses each weight that many times, and packing all of them (written,
+     * then read back by every thread) would cost more than reading them where they are. */
+    const int in_place = rb <= FNN_INFER_INPLACE_TILES * mr;
 
     T **Wp = (T **)(base + lo->ptrs), **rstd = Wp + L;
     size_t off = lo->packed, roff = lo->rstd;
@@ -644,7 +653,8 @@ static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
 #endif
         for (int l = 0; l < L; l++) {
             const P(layer) *ly = &net->layers[l];
-            P(gemm_pack_b)(isa, ly->n_in, ly->n_out, ly->W, ly->n_out, 1, Wp[l], tid, nt);
+            if (!in_place)
+                P(gemm_pack_b)(isa, ly->n_in, ly->n_out, ly->W, ly->n_out, 1, Wp[l], tid, nt);
             if (rstd[l] && l % nt == tid) P(bn_rstd)(ly, rstd[l]);
         }
         FNN_PRAGMA(omp barrier)
@@ -672,8 +682,11 @@ static int P(infer_stream)(const P(net) *net, int m, const T *X, ptrdiff_t ldx,
                 T *Z = last ? dst + (ptrdiff_t)i0 * ld : act[l & 1];
                 const ptrdiff_t ldz = last ? ld : ly->n_out;
                 P(fwd_ctx) ctx = P(infer_ctx)(net, l, rstd[l]);
-                const int r = P(gemm_packed)(isa, mb, ly->n_out, ly->n_in, in, ld_in, 1, Wp[l], Z,
-                                             ldz, P(fwd_epilogue), &ctx, a_ws, a_bytes);
+                const int r = in_place
+                    ? P(gemm_b_in_place)(isa, mb, ly->n_out, ly->n_in, in, ld_in, 1, ly->W,
+                                         ly->n_out, Z, ldz, P(fwd_epilogue), &ctx, a_ws, a_bytes)
+                    : P(gemm_packed)(isa, mb, ly->n_out, ly->n_in, in, ld_in, 1, Wp[l], Z, ldz,
+                                     P(fwd_epilogue), &ctx, a_ws, a_bytes);
                 if (r != FNN_OK) {
                     FNN_PRAGMA(omp atomic write)
                     rc = r;
