@@ -29,6 +29,8 @@ typedef int64_t FNN_K(i64) __attribute__((vector_size(FNN_VBYTES)));
 typedef float FNN_K(f32) __attribute__((vector_size(FNN_VBYTES)));
 typedef double FNN_K(f64) __attribute__((vector_size(FNN_VBYTES)));
 typedef uint8_t FNN_K(u8) __attribute__((vector_size(FNN_VBYTES)));
+typedef int16_t FNN_K(i16) __attribute__((vector_size(FNN_VBYTES)));
+typedef int8_t FNN_K(i8q) __attribute__((vector_size(FNN_VBYTES / 4)));
 #define U32 FNN_K(u32)
 #define I32 FNN_K(i32)
 #define I32H FNN_K(i32h)
@@ -93,11 +95,35 @@ FNN_K(philox)(const int n, U64 *c, const U64 kr[10])
         }
 }
 
-/* The mask bytes (0 / 1) of 4 consecutive keep vectors (0 / -1 per uint32 lane), in order. */
+/* The mask bytes (0 / 1) of 4 consecutive keep vectors (0 / -1 per uint32 lane), in order: a
+ * truncation of each lane to its low byte.  64-byte vectors: one conversion per vector (vpmovdb);
+ * 16 and 32 bytes: the even 16-bit halves of two vectors, then the even bytes of two such (packs
+ * and a lane fix-up; gcc 12 turns a 32 -> 8-bit __builtin_convertvector of a 32-byte vector into
+ * per-byte inserts). */
 FNN_TARGET static inline __attribute__((always_inline)) U8 FNN_K(mask_bytes)(const I32 k[4])
 {
     U8 b;
+#if FNN_VBYTES == 64
+    for (int j = 0; j < 4; j++) {
+        const FNN_K(i8q) q = __builtin_convertvector(k[j], FNN_K(i8q));
+        memcpy((char *)&b + j * VL, &q, sizeof q);
+    }
+#elif FNN_HAVE_SHUFFLEVECTOR && (FNN_VBYTES == 16 || FNN_VBYTES == 32)
+#if FNN_VBYTES == 16
+#define FNN_EVEN16 0, 2, 4, 6, 8, 10, 12, 14
+#define FNN_EVEN8 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#else
+#define FNN_EVEN16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define FNN_EVEN8 FNN_EVEN16, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62
+#endif
+    const FNN_K(i16) h01 = __builtin_shufflevector((FNN_K(i16))k[0], (FNN_K(i16))k[1], FNN_EVEN16);
+    const FNN_K(i16) h23 = __builtin_shufflevector((FNN_K(i16))k[2], (FNN_K(i16))k[3], FNN_EVEN16);
+    b = __builtin_shufflevector((U8)h01, (U8)h23, FNN_EVEN8);
+#undef FNN_EVEN16
+#undef FNN_EVEN8
+#else
     for (int l = 0; l < 4 * VL; l++) b[l] = (uint8_t)k[l / VL][l % VL];
+#endif
     return b & 1;
 }
 
@@ -183,11 +209,13 @@ FNN_K(range)(const int kind, const uint32_t key[2], uint32_t step_lo, uint32_t l
     }
     U32 thr;
     for (int l = 0; l < VL; l++) thr[l] = threshold;
-    for (; count - i >= FNN_NV * VL; i += FNN_NV * VL) {
-        const uint64_t blk = (e + (uint64_t)i) >> 2;
+    /* the counters of the group's vector j: base + j * inc, base += FNN_NV * inc per group */
+    U64 base = FNN_K(counters)((e + (uint64_t)i) >> 2, layer_step), inc;
+    for (int l = 0; l < VL / 2; l++) inc[l] = (l & 1) ? 0 : VL / 4;
+    for (; count - i >= FNN_NV * VL; i += FNN_NV * VL, base += FNN_NV * inc) {
         U64 c[FNN_NV];
 #pragma GCC unroll 16
-        for (int j = 0; j < FNN_NV; j++) c[j] = FNN_K(counters)(blk + (uint64_t)(j * VL / 4), layer_step);
+        for (int j = 0; j < FNN_NV; j++) c[j] = base + (uint64_t)j * inc;
         FNN_K(philox)(FNN_NV, c, kr);
         I32 keep[FNN_NV];
 #pragma GCC unroll 16
