@@ -12,14 +12,19 @@
  *
  * Design: the mask kernel and the fused forward (mask + scaling of x) are one source,
  * dropout_impl.h, written with GCC/Clang vector extensions and compiled once per instruction set
- * with a function attribute: generic (16-byte vectors: 4 Philox blocks per group of 4 vectors),
- * avx2 (32 bytes) and avx512 (64 bytes).  The ISA in use (cpu.c) picks the entry of a table, read
- * once per call.  Each variant applies the same integer rounds and the same IEEE multiply to every
- * element, so all give the same bits (tested for every ISA the CPU runs, and against the scalar
- * fnn_philox4x32 and fastnn.reference).  The only per-ISA primitive is the even-lane 32 x 32 ->
- * 64-bit multiply (pmuludq): written portably, (a & 0xffffffff) * b on uint64 lanes, gcc 12
- * emits a full 64-bit multiply (three pmuludq) instead.  fnn_{s,d}dropout_apply (the backward
- * pass, a mask already made) is plain C that gcc vectorises for the baseline.
+ * with a function attribute: generic (16-byte vectors, 1 Philox block per vector, groups of 4
+ * vectors = 16 elements), avx2 (32 bytes, 2 blocks, groups of 8 vectors = 64 elements) and avx512
+ * (64 bytes, 4 blocks, groups of 8 vectors = 128 elements).  8 independent Philox chains per
+ * group hide the multiply latency: 4 measured slower with AVX2 and no faster with AVX-512, 16
+ * slower with both (register spills).  The ISA in use (cpu.c)
+ * picks the entry of a table, read once per call.  Every variant applies the same integer rounds
+ * and the same IEEE multiply to each element, so all give the same bits (tested for every ISA the
+ * CPU runs, against the scalar fnn_philox4x32 and fastnn.reference).  The one per-ISA primitive
+ * is the even-lane 32 x 32 -> 64-bit multiply (pmuludq): written portably, (a & 0xffffffff) * b
+ * on uint64 lanes, gcc 12 emits a full 64-bit multiply (three pmuludq) instead.  A build for
+ * another architecture has the generic variant only, with the portable multiply.
+ * fnn_{s,d}dropout_apply (the backward pass, with a mask already made) is plain C that gcc
+ * vectorises for the baseline.
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,8 +33,8 @@
 #include "omp_compat.h"
 #include "fpmode.h"
 
-/* fnn_{s,d}dropout_forward run in parallel from this many elements: below it (about 15 us of
- * work on one core) a parallel region costs more than it saves. */
+/* fnn_{s,d}dropout_forward run in parallel from this many elements: below it (8 to 25 us of work
+ * on one core, by ISA) a parallel region costs more than it saves. */
 #define FNN_DROPOUT_PAR_MIN 16384
 /* Thread boundaries fall on multiples of this many elements (absolute index e): whole 64-byte
  * lines of float x and of the mask. */

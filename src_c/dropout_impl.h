@@ -95,20 +95,22 @@ FNN_K(philox)(const int n, U64 *c, const U64 kr[10])
         }
 }
 
-/* The mask bytes (0 / 1) of 4 consecutive keep vectors (0 / -1 per uint32 lane), in order: a
- * truncation of each lane to its low byte.  64-byte vectors: one conversion per vector (vpmovdb);
- * 16 and 32 bytes: the even 16-bit halves of two vectors, then the even bytes of two such (packs
+/* mask[0 .. 4 VL - 1] = the bytes (0 / 1) of 4 consecutive keep vectors (0 / -1 per uint32
+ * lane), in order: a truncation of each lane to its low byte.  64-byte vectors: one conversion
+ * per vector (vpmovdb); 16 and 32 bytes: the even 16-bit halves of two vectors, then the even bytes of two such (packs
  * and a lane fix-up; gcc 12 turns a 32 -> 8-bit __builtin_convertvector of a 32-byte vector into
  * per-byte inserts). */
-FNN_TARGET static inline __attribute__((always_inline)) U8 FNN_K(mask_bytes)(const I32 k[4])
+FNN_TARGET static inline __attribute__((always_inline)) void
+FNN_K(store_mask)(const I32 k[4], uint8_t *mask)
 {
-    U8 b;
 #if FNN_VBYTES == 64
     for (int j = 0; j < 4; j++) {
-        const FNN_K(i8q) q = __builtin_convertvector(k[j], FNN_K(i8q));
-        memcpy((char *)&b + j * VL, &q, sizeof q);
+        const FNN_K(i8q) q = __builtin_convertvector(k[j], FNN_K(i8q)) & 1;
+        memcpy(mask + j * VL, &q, sizeof q);
     }
-#elif FNN_HAVE_SHUFFLEVECTOR && (FNN_VBYTES == 16 || FNN_VBYTES == 32)
+#else
+    U8 b;
+#if FNN_HAVE_SHUFFLEVECTOR
 #if FNN_VBYTES == 16
 #define FNN_EVEN16 0, 2, 4, 6, 8, 10, 12, 14
 #define FNN_EVEN8 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
@@ -124,7 +126,9 @@ FNN_TARGET static inline __attribute__((always_inline)) U8 FNN_K(mask_bytes)(con
 #else
     for (int l = 0; l < 4 * VL; l++) b[l] = (uint8_t)k[l / VL][l % VL];
 #endif
-    return b & 1;
+    b &= 1;
+    memcpy(mask, &b, sizeof b);
+#endif
 }
 
 /* x[l] = keep[l] ? x[l] * inv : +0 for the VL elements at x: the product's bits ANDed with the
@@ -226,10 +230,7 @@ FNN_K(range)(const int kind, const uint32_t key[2], uint32_t step_lo, uint32_t l
         }
         if (mask) {
 #pragma GCC unroll 4
-            for (int j = 0; j < FNN_NV; j += 4) {
-                const U8 b = FNN_K(mask_bytes)(keep + j);
-                memcpy(mask + i + j * VL, &b, sizeof b);
-            }
+            for (int j = 0; j < FNN_NV; j += 4) FNN_K(store_mask)(keep + j, mask + i + j * VL);
         }
     }
     while (i < count) {
