@@ -182,7 +182,7 @@ FNN_K(one)(const int kind, uint32_t u, uint32_t threshold, void *x, ptrdiff_t i,
 }
 
 /* Elements [e, e + n) from the one vector of blocks e/4 .. e/4 + VL/4 - 1, element by element:
- * the head and tail of a range, n <= VL - e % 4.  x and mask point at element e. */
+ * the head of a range and a short tail, n <= VL - e % 4.  x and mask point at element e. */
 FNN_TARGET static inline __attribute__((always_inline)) void
 FNN_K(partial)(const int kind, uint64_t e, ptrdiff_t n, uint64_t layer_step, const U64 kr[10],
                uint32_t threshold, void *x, double inv_keep, uint8_t *mask)
@@ -196,7 +196,9 @@ FNN_K(partial)(const int kind, uint64_t e, ptrdiff_t n, uint64_t layer_step, con
 }
 
 /* Elements [e, e + count) of one thread's range (x, mask at element e; mask may be NULL): the
- * head up to a multiple of 4, groups of FNN_NV vectors, then the tail, vector by vector. */
+ * head up to a multiple of 4 element by element, groups of FNN_NV vectors, then the tail: up to
+ * FNN_NV / 4 vectors element by element, or one more group of which only the part in the range is
+ * used. */
 FNN_TARGET static inline __attribute__((always_inline)) void
 FNN_K(range)(const int kind, const uint32_t key[2], uint32_t step_lo, uint32_t layer, uint64_t e,
              ptrdiff_t count, uint32_t threshold, void *x, double inv_keep, uint8_t *mask)
@@ -233,12 +235,43 @@ FNN_K(range)(const int kind, const uint32_t key[2], uint32_t step_lo, uint32_t l
             for (int j = 0; j < FNN_NV; j += 4) FNN_K(store_mask)(keep + j, mask + i + j * VL);
         }
     }
-    while (i < count) {
-        const ptrdiff_t n = count - i < VL ? count - i : VL;
-        FNN_K(partial)(kind, e + (uint64_t)i, n, layer_step, kr, threshold,
-                       kind == FNN_DROP_MASK ? x : (char *)x + (size_t)i * esize, inv_keep,
-                       mask ? mask + i : NULL);
-        i += n;
+    const ptrdiff_t rest = count - i; /* < FNN_NV * VL */
+    if (rest > FNN_NV * VL / 4) {
+        /* one more group, all FNN_NV chains (one chain alone waits on its multiplies: 3 or more
+         * vectors cost about as much as the group): whole vectors of x as above, the last
+         * partial one element by element */
+        const ptrdiff_t nfull = rest / VL;
+        U64 c[FNN_NV];
+#pragma GCC unroll 16
+        for (int j = 0; j < FNN_NV; j++) c[j] = base + (uint64_t)j * inc;
+        FNN_K(philox)(FNN_NV, c, kr);
+        I32 keep[FNN_NV];
+#pragma GCC unroll 16
+        for (int j = 0; j < FNN_NV; j++) {
+            keep[j] = (I32)((U32)c[j] < thr);
+            if (kind != FNN_DROP_MASK && j < nfull)
+                FNN_K(apply)(kind, keep[j], (char *)x + (size_t)(i + j * VL) * esize, inv_keep);
+        }
+        if (mask) {
+            uint8_t bytes[FNN_NV * VL];
+#pragma GCC unroll 4
+            for (int j = 0; j < FNN_NV; j += 4) FNN_K(store_mask)(keep + j, bytes + j * VL);
+            memcpy(mask + i, bytes, (size_t)rest);
+        }
+        if (kind != FNN_DROP_MASK && rest > nfull * VL) {
+            uint32_t u[VL];
+            memcpy(u, &c[nfull], sizeof u);
+            char *xl = (char *)x + (size_t)(i + nfull * VL) * esize;
+            for (ptrdiff_t t = 0; t < rest - nfull * VL; t++)
+                FNN_K(one)(kind, u[t], threshold, xl, t, inv_keep, NULL);
+        }
+    } else {
+        for (; i < count; i += VL) {
+            const ptrdiff_t n = count - i < VL ? count - i : VL;
+            FNN_K(partial)(kind, e + (uint64_t)i, n, layer_step, kr, threshold,
+                           kind == FNN_DROP_MASK ? x : (char *)x + (size_t)i * esize, inv_keep,
+                           mask ? mask + i : NULL);
+        }
     }
 }
 
