@@ -71,16 +71,18 @@ int fnn_gemm_tile(int isa, int dtype_size, int *mr, int *nr, int *kc, int *mc, i
 
 /* ---- instruction sets (cpu.c) ---------------------------------------------------------------
  *
- * The kernels with variants per instruction set (GEMM micro-kernels and packers, dropout masks,
- * the optimizer pass) are each ONE source compiled per target with function attributes, and
- * picked at run time:
+ * The kernels with variants per instruction set (GEMM micro-kernels and packers, the dropout
+ * masks and fused dropout forward, the optimizer pass) are each ONE source compiled per target
+ * with function attributes (gemm_ukr_impl.h, dropout_impl.h, optim_impl.h), and picked at run
+ * time from fnn_isa_active() (GEMM and dropout through a table indexed by the ISA):
  *   FNN_ISA_GENERIC  portable C (any CPU; the only one off x86)
  *   FNN_ISA_AVX2     x86-64-v3: AVX2 + FMA
  *   FNN_ISA_AVX512   x86-64-v4: AVX-512 F/BW/DQ/VL, with the OS saving the zmm state
  * Every variant gives the same bits as every other: a GEMM element is one running sum over p in
  * increasing order with one fused multiply-add per p (fmaf/fma in the generic code); the
  * optimizer uses the same IEEE operations in the same order (division and sqrt are correctly
- * rounded everywhere); a dropout mask is a function of its counter.  Elementwise epilogues,
+ * rounded everywhere); a dropout mask is a function of its counter, and the fused forward applies
+ * one IEEE multiply per kept element in every variant.  Elementwise epilogues,
  * activations, losses and batch norm are compiled once, for the baseline, and shared.
  *
  * The ISA in use is chosen once per process at first use: FASTNN_ISA=generic|avx2|avx512, or

@@ -19,6 +19,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import _core
+from fastnn import reference as ref
 from isa_support import ISA_PARAMS, PAIR_PARAMS, RUNNABLE, using_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,6 +236,46 @@ def test_dropout_masks_bit_identical_across_isas(pair):
     assert len(a) == len(b)
     for i, (x, y) in enumerate(zip(a, b)):
         assert_same_bits(x, y, f"{pair} dropout array {i}")
+
+
+# Each variant runs groups of 4 x 8 (generic), 8 x 8 (avx2) or 16 x 8 (avx512) elements, one
+# Philox block per 4 uint32 lanes, and element by element from one vector before the first
+# multiple of 4 and after the last whole group.  Counts around those sizes and the 64-element
+# thread chunks; starts off a multiple of 4; and starts from 1 to 140 elements before 4 * 2**32,
+# where the low counter word of the block number wraps, at every position in a group.
+DROPOUT_CASES = ([(e0, count) for e0 in (0, 1, 2, 3, 6)
+                  for count in (1, 2, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129,
+                                255, 256, 257, 300)]
+                 + [(4 * 2**32 - t, 300) for t in range(1, 141)]
+                 + [(2**62 + 5, 20_000), (4 * 2**32 - 9_000, 40_003)])
+
+
+@pytest.mark.parametrize("isa", ISA_PARAMS)
+def test_dropout_of_each_isa_matches_the_reference(isa):
+    """fnn_dropout_mask against fastnn.reference, and the fused forward (mask kept or not, 1-3
+    threads, both dtypes) against that mask applied with NumPy, under each ISA."""
+    seed, step, layer, keep_prob = 2**64 - 3, 2**33 + 7, 5, 0.6
+    with using_isa(isa):
+        for e0, count in DROPOUT_CASES:
+            want_mask = ref.dropout_mask(seed, step, layer, e0, count, keep_prob)
+            mask = np.full(count, 7, dtype=np.uint8)
+            _core.dropout_mask(seed, step, layer, e0, keep_prob, mask)
+            np.testing.assert_array_equal(mask, want_mask, err_msg=f"{isa} e0={e0} count={count}")
+            for dtype in DTYPES:
+                x = np.linspace(-3, 3, count).astype(dtype)
+                x[:3] = [np.inf, np.nan, -0.0][:min(3, count)]
+                inv_keep = dtype(1.0 / keep_prob)
+                with np.errstate(invalid="ignore"):
+                    want = np.where(want_mask != 0, x * inv_keep, dtype(0))
+                threads = (1, 2, 3) if count >= 16384 else (1,)
+                for n_threads in threads:
+                    for keep in (True, False):
+                        got, m = x.copy(), (np.full(count, 7, np.uint8) if keep else None)
+                        _core.dropout_forward(got, m, seed, step, layer, e0, keep_prob, n_threads)
+                        what = f"{isa} {np.dtype(dtype).name} e0={e0} count={count} threads={n_threads}"
+                        assert_same_bits(got, want, what)
+                        if keep:
+                            np.testing.assert_array_equal(m, want_mask, err_msg=what)
 
 
 def _optim(kind, dtype, count, n_threads):

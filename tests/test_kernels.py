@@ -9,8 +9,8 @@ every block size of the C code -- GEMM micro-tiles MR x NR (12 x 32 / 12 x 16 AV
 6 x 8 AVX2, 4 x 8 generic), cache blocks KC = 256 / 512, MC = 144 / 72, NC = 512 / 256
 (src_c/gemm.c, `_core.gemm_tile`), the
 optimizer's parallel threshold 32768 (src_c/optim.c), batch norm's 64-column blocks and 16384
-parallel threshold (src_c/batchnorm.c), the 64-element AVX2 groups of the dropout masks
-and the 16384-element parallel threshold of the fused dropout (src_c/dropout.c).  Both dtypes, 1 and 2 threads.
+parallel threshold (src_c/batchnorm.c), the dropout groups of 16 / 64 / 128 elements (generic /
+AVX2 / AVX-512) and the 16384-element parallel threshold of the fused dropout (src_c/dropout.c).  Both dtypes, 1 and 2 threads.
 
 Tolerances: the largest error relative to the largest magnitude of the reference result, 1e-12
 for float64 and 1e-5 for float32.  float32 kernels are checked against the reference evaluated in
@@ -328,8 +328,8 @@ def test_philox_matches_reference(ctr, key):
 
 
 E0 = st.one_of(st.integers(0, 70), st.integers(0, 2**40),
-               # around the wrap of the low counter word (element 4 * 2**32), where the AVX2 path
-               # falls back to the scalar one
+               # around the carry out of the low counter word (element 4 * 2**32), inside a
+               # vector group
                st.integers(4 * 2**32 - 200, 4 * 2**32 + 200),
                st.integers(0, 2**62))
 COUNT = st.one_of(st.sampled_from([0, 1, 2, 3, 4, 5, 63, 64, 65, 67, 127, 128, 129, 255, 257]),
@@ -380,7 +380,7 @@ def test_dropout_keep_rate_within_5_sigma(keep_prob):
     assert not np.array_equal(mask, other)
 
 
-# fused forward: from 0 elements to past the parallel threshold (16384) and the AVX2 groups (64)
+# fused forward: from 0 elements to past the parallel threshold (16384) and the vector groups
 FORWARD_COUNT = st.one_of(st.sampled_from([0, 1, 2, 3, 5, 63, 64, 65, 129, 16383, 16384, 16385,
                                            40_003, 100_001]),
                           st.integers(0, 1500))
