@@ -7,6 +7,7 @@ import warnings
 
 from . import _core
 from ._threads import get_num_threads
+from ._version import __version__
 
 __all__ = ["show_config"]
 
@@ -39,7 +40,6 @@ def show_config(print_out=True):
         ``nc`` (elements); ``limited_api`` (the Python Limited API version of an abi3 build, or
         None) and ``openmp_runtime`` (the OpenMP library the kernels call, as loaded).
     """
-    from . import __version__
     build = _core.build_info()
     cfg = {
         "version": __version__,

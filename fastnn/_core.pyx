@@ -19,11 +19,22 @@ import numpy as np
 
 cdef extern from "fastnn.h" nogil:
     ctypedef enum fnn_act:
-        pass
+        FNN_LINEAR
+        FNN_RELU
+        FNN_LEAKY_RELU
+        FNN_TANH
+        FNN_SIGMOID
+        FNN_SOFTMAX
     ctypedef enum fnn_loss:
-        pass
+        FNN_LOSS_XENT
+        FNN_LOSS_BCE
+        FNN_LOSS_MSE
     ctypedef enum fnn_optim:
-        pass
+        FNN_SGD
+        FNN_MOMENTUM
+        FNN_RMSPROP
+        FNN_ADAM
+        FNN_ADAMW
     ctypedef void (*fnn_sepilogue)(void *, float *, Py_ssize_t, int, int, int, int)
     ctypedef void (*fnn_depilogue)(void *, double *, Py_ssize_t, int, int, int, int)
 
@@ -209,6 +220,17 @@ def all_finite(const floating[:, ::1] a):
 # The layout of fnn_pass_result, for arrays of per-step results.
 PASS_RESULT_DTYPE = np.dtype([("loss", np.float64), ("sum_w2", np.float64),
                               ("n_errors", np.int64)])
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+# The C enums of fastnn.h under the names the Python layer uses: every table and choice list of
+# fastnn (layers, optimizers, the CLI) is built from these, so a value is written down only once.
+ACTIVATION_CODES = {"linear": FNN_LINEAR, "relu": FNN_RELU, "leaky_relu": FNN_LEAKY_RELU,
+                    "tanh": FNN_TANH, "sigmoid": FNN_SIGMOID, "softmax": FNN_SOFTMAX}
+LOSS_CODES = {"xent": FNN_LOSS_XENT, "bce": FNN_LOSS_BCE, "mse": FNN_LOSS_MSE}
+OPTIMIZER_CODES = {"sgd": FNN_SGD, "momentum": FNN_MOMENTUM, "rmsprop": FNN_RMSPROP,
+                   "adam": FNN_ADAM, "adamw": FNN_ADAMW}
 
 
 # ---- build facts ---------------------------------------------------------------------------

@@ -580,7 +580,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _print_version(verbose):
-    from . import __version__, _core
+    from . import _core
+    from ._version import __version__
     print(f"fastnn {__version__}")
     if verbose:
         for key, value in _core.build_info().items():

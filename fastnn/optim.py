@@ -19,8 +19,8 @@ from ._validation import _describe, check_scalar
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW", "get_optimizer"]
 
-# name -> C enum value (src_c/fastnn.h, fnn_optim)
-_KINDS = {"sgd": 0, "momentum": 1, "rmsprop": 2, "adam": 3, "adamw": 4}
+# name -> C enum value (src_c/fastnn.h, fnn_optim), as the compiled module exports it
+_KINDS = dict(_core.OPTIMIZER_CODES)
 
 
 class Optimizer:

@@ -23,8 +23,9 @@ import numpy as np
 from . import _core
 from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar
-from .diagnose import diagnose
 from .ewa import EWA
+from .history import History
+from .io import read_checkpoint, save_checkpoint
 from .model import MLP
 from .optim import Adam, Optimizer, _KINDS, get_optimizer
 from .schedules import resolve_schedule
@@ -103,76 +104,6 @@ class DivergedError(ArithmeticError):
                          f"NaN or infinite; last finite loss {last_finite_loss!r}. The model "
                          f"keeps the weights that loss was measured on; lower the learning "
                          f"rate.")
-
-
-class History:
-    """Per-epoch training record: ``history["loss"]`` etc. and ``history.history`` (a dict).
-
-    Keys: ``epoch``, ``loss`` (mean training cost of the epoch's steps, L2 term included),
-    ``error`` (training error rate over the epoch's steps, training mode), ``val_loss``,
-    ``val_error`` (inference mode), ``lr``, ``loss_ewa`` (bias-corrected exponentially weighted
-    average of the step losses at the end of the epoch; the average runs on across ``fit`` calls
-    and checkpoints), ``time``.
-    """
-
-    KEYS = ("epoch", "loss", "error", "val_loss", "val_error", "lr", "loss_ewa", "time")
-
-    def __init__(self):
-        self.history = {k: [] for k in self.KEYS}
-        self.stopped_epoch = None   # the epoch after which early stopping ended training
-        self.best_epoch = None      # ... and the epoch whose weights it restored
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __len__(self):
-        return len(self.history["epoch"])
-
-    def append(self, logs):
-        for k in self.KEYS:
-            self.history[k].append(logs.get(k, float("nan")))
-
-    def _pop(self):
-        for k in self.KEYS:
-            self.history[k].pop()
-
-    def diagnose(self, base_error=0.0, tol=0.02):
-        """The course's bias/variance reading of the last epoch (needs validation data)."""
-        if not len(self) or math.isnan(self.history["val_error"][-1]):
-            raise ValueError("diagnose needs a classification history with validation data "
-                             "(fit(..., validation_data=(X_dev, y_dev)))")
-        return diagnose(self.history["error"][-1], self.history["val_error"][-1],
-                        base_error=base_error, tol=tol, stopped_epoch=self.stopped_epoch,
-                        best_epoch=self.best_epoch if self.stopped_epoch is not None else None)
-
-    def plot(self, path=None):
-        """Learning curves (loss and error, train and dev) with matplotlib; saved to ``path``
-        when given.  Returns the figure."""
-        try:
-            import matplotlib
-            if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError as exc:  # optional extra
-            raise ImportError("History.plot needs matplotlib: pip install 'fastnn[plot]'") from exc
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        ep = self.history["epoch"]
-        for ax, key in zip(axes, ("loss", "error")):
-            ax.plot(ep, self.history[key], label=f"train {key}")
-            if not all(math.isnan(v) for v in self.history[f"val_{key}"]):
-                ax.plot(ep, self.history[f"val_{key}"], label=f"dev {key}")
-            if key == "loss":
-                ax.plot(ep, self.history["loss_ewa"], "--", label="train loss (EWA)")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key)
-            ax.legend()
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path)
-        return fig
-
-    def __repr__(self):
-        return f"History({len(self)} epochs)"
 
 
 class EarlyStopping:
@@ -576,7 +507,6 @@ class Trainer:
         trainer continues it exactly, but a trainer loaded from the file starts that epoch
         again from its first batch (a ``RuntimeWarning`` says so).
         """
-        from .io import save_checkpoint
         if self._position is not None:
             warnings.warn(f"this trainer was interrupted {self._position}; the checkpoint does "
                           f"not hold that position, so a trainer loaded from it starts epoch "
@@ -587,14 +517,31 @@ class Trainer:
     @classmethod
     def load_checkpoint(cls, path):
         """A Trainer restored from :meth:`save_checkpoint`: continuing it gives bit-identical
-        weights to never having stopped."""
-        from .io import load_checkpoint
-        return load_checkpoint(path)
+        weights to never having stopped.  Errors as for :func:`fastnn.load`."""
+        saved = read_checkpoint(path)
+        model = MLP._from_saved(saved.model)
+        trainer = cls(model, optimizer=saved.optimizer, schedule=saved.schedule,
+                      **saved.trainer_kwargs)
+        optimizer, state = saved.optimizer, saved.state
+        for (which, key), arr in saved.moments.items():
+            optimizer.state[which][key] = arr.copy()
+        optimizer.state["step"] = state["optimizer_step"]
+        trainer.epoch, trainer.step = state["epoch"], state["step"]
+        if saved.loss_ewa is not None:
+            trainer._smooth = saved.loss_ewa
+        for key, values in state["history"].items():
+            trainer.history.history[key] = [float("nan") if v is None else v for v in values]
+        return trainer
 
     def get_config(self):
         return {"optimizer": self.optimizer.get_config(), "schedule": _schedule_config(self.schedule),
                 "l2": self.l2, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "seed": self.seed}
+
+
+def load_checkpoint(path):
+    """A Trainer restored from a checkpoint file: :meth:`Trainer.load_checkpoint`."""
+    return Trainer.load_checkpoint(path)
 
 
 def _check_batch_norm_rows(model, n, bs, batch_size):
