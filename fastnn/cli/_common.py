@@ -1,0 +1,262 @@
+"""What the commands share: the error format, argument types, the data and hyperparameter
+options, loading and splitting the data."""
+import argparse
+import os
+import zipfile
+
+import numpy as np
+
+# What a bad invocation raises (besides the parser's own errors): wrong values and files
+# (ValueError, TypeError, the file errors of OSError, numpy's readers' EOFError and
+# BadZipFile), sizes beyond the memory (MemoryError), values beyond C's integers and
+# training that diverged (ArithmeticError: OverflowError, fastnn.DivergedError).
+_ERRORS = (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, MemoryError,
+           ArithmeticError)
+
+
+def _error_line(exc):
+    """An exception as the one line the command prints."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"not enough memory: {text}"
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with fastnn's error format: one line on stderr, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see {self.prog} --help)\n")
+
+
+def _int_range(low, high=None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+    return parse
+
+
+def _nonnegative_float(text):
+    """An argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text):
+    """An argparse type: a number in [0, 1]."""
+    value = _nonnegative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, got {text!r}")
+    return value
+
+
+# Seeds are unsigned 64-bit integers in the compiled code (checked again by the library).
+_seed = _int_range(0, 2 ** 64 - 1)
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# More kernel threads than this many per usable core only make them wait for each other.
+_THREADS_PER_CORE = 4
+
+
+def _threads(text):
+    """An argparse type: a thread count from 1 to a few per core this process may use."""
+    cores = _usable_cores()
+    high = _THREADS_PER_CORE * cores
+    try:
+        return _int_range(1, high)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} ({_THREADS_PER_CORE} per core; this process may "
+                                         f"use {cores} core(s))") from None
+
+
+def _require_matplotlib(option):
+    """Fail before any work when ``option`` needs matplotlib and it is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError(f"{option} needs matplotlib: pip install 'fastnn[plot]'") from None
+
+
+def _output_file(text):
+    """An argparse type: a file that can be written (checked before any work is done)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a file name, got {text!r}")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory, expected a file name")
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"folder {folder!r} of {text!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text)
+                                                    and not os.access(text, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{text!r} cannot be written (permission denied)")
+    return text
+
+_BUILTIN = ("digits", "flower", "moons", "circles", "spiral", "blobs", "synthetic_mnist")
+
+
+def load_data(spec, seed=0, target=True):
+    """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
+
+    CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
+    is not numeric; a CSV target column may hold text labels); with ``target=False`` the whole
+    table is X and y is None.  NPZ: arrays
+    ``X`` and ``y`` (``y`` only when ``target``).  Regular files only, checked before anything is
+    allocated for them (``fastnn._files``); no pickle is ever loaded."""
+    from .. import datasets
+    from .._files import load_csv, load_csv_labelled, load_npy, load_npz
+    if spec in _BUILTIN:
+        fn = getattr(datasets, spec)
+        return fn() if spec == "digits" else fn(seed=seed)
+    if os.path.isdir(spec):
+        raise ValueError(f"data {spec!r} is a directory; expected a built-in dataset or a "
+                         f".csv/.npy/.npz file")
+    if not os.path.exists(spec):
+        raise ValueError(f"data must be one of {list(_BUILTIN)} or an existing .csv/.npy/.npz "
+                         f"file, got {spec!r}")
+    ext = os.path.splitext(spec)[1].lower()
+    if ext not in (".csv", ".npy", ".npz"):
+        raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
+    if ext == ".npz":
+        return load_npz(spec, ("X", "y")) if target else (load_npz(spec, ("X",))[0], None)
+    if ext == ".csv" and target:
+        return load_csv_labelled(spec)
+    table = load_npy(spec) if ext == ".npy" else load_csv(spec)
+    if not target:
+        return table, None
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError(f"{spec}: expected a 2-D table with features and a last target column, "
+                         f"got shape {table.shape}")
+    return table[:, :-1], table[:, -1]
+
+
+def _is_classification(y):
+    y = np.asarray(y)
+    return y.ndim == 1 and (y.dtype.kind in "iubUS" or
+                            (y.dtype.kind == "f" and np.all(y == np.round(y)) and
+                             len(np.unique(y)) <= max(2, int(0.05 * len(y)) + 1)))
+
+
+def _labels(y):
+    """Class labels as users wrote them: whole numbers stored as floats (a numeric CSV column)
+    become integers, so classes print as ``3``, not ``3.0``."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"classification needs one label per row, got targets of shape "
+                         f"{y.shape}")
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+            and np.all(np.abs(y) < 2 ** 53):
+        return y.astype(np.int64)
+    return y
+
+
+def _int_list(text):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    if any(v >= 2 ** 31 for v in values):
+        raise argparse.ArgumentTypeError(f"layer sizes must be < 2**31, got {text!r}")
+    return values
+
+
+def _split(args, task="auto"):
+    """The data of ``--data`` split by ``--dev-size``/``--test-size``/``--seed`` (stratified
+    for classification): ``(task, classes, train, dev, test)``, each set ``(X, y)`` with the
+    labels as given (not yet class indices)."""
+    import fastnn as fn
+    X, y = load_data(args.data, seed=args.seed)
+    if task == "auto":
+        task = "classification" if _is_classification(y) else "regression"
+    classes = None
+    if task == "classification":
+        y = _labels(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {len(classes)}")
+    elif np.asarray(y).dtype.kind in "US":
+        raise ValueError(f"--task regression needs numeric targets; {args.data} has text "
+                         f"labels such as {str(np.asarray(y)[0])!r}")
+    Xtr, Xdev, Xte, ytr, ydev, yte = fn.data.train_dev_test_split(
+        X, y, args.dev_size, args.test_size, seed=args.seed, stratify=task == "classification")
+    return task, classes, (Xtr, ytr), (Xdev, ydev), (Xte, yte)
+
+
+def add_data_arguments(p, dev_size=0.15, test_size=0.15):
+    """The options saying which data to use and how to split it (train and search)."""
+    p.add_argument("--data", default="digits",
+                   help=f"built-in dataset ({', '.join(_BUILTIN)}) or a .csv/.npy/.npz file "
+                        f"(default digits)")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
+    p.add_argument("--dev-size", type=float, default=dev_size, metavar="FRACTION",
+                   help=f"fraction held out as dev set (default {dev_size})")
+    p.add_argument("--test-size", type=float, default=test_size, metavar="FRACTION",
+                   help=f"fraction held out as test set (default {test_size})")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--threads", type=_threads, default=None,
+                   help="kernel threads (default: every core this process may use)")
+
+
+# name -> (option, argparse keywords, train default); in a search a given option fixes that
+# hyperparameter for every trial.
+_HYPERPARAMETERS = {
+    "hidden": ("--layers", {"type": _int_list, "help": "hidden layer sizes, comma-separated"},
+               [128, 64]),
+    "activation": ("--activation", {"choices": ("relu", "leaky_relu", "tanh", "sigmoid",
+                                                "linear")}, "relu"),
+    "init": ("--init", {"choices": ("zeros", "random", "xavier", "he")}, None),
+    "optimizer": ("--optimizer", {"choices": ("sgd", "momentum", "rmsprop", "adam", "adamw")},
+                  "adam"),
+    "lr": ("--lr", {"type": float, "help": "learning rate"}, 1e-3),
+    "beta": ("--beta", {"type": float, "help": "momentum beta / Adam beta1"}, None),
+    "lr_decay": ("--decay", {"type": _nonnegative_float,
+                             "help": "inverse-time learning-rate decay rate (0: constant)"}, 0.0),
+    "epochs": ("--epochs", {"type": _int_range(1)}, 30),
+    "batch_size": ("--batch-size", {"type": _int_range(1)}, 32),
+    "l2": ("--l2", {"type": float}, 0.0),
+    "keep_prob": ("--keep-prob", {"type": float, "help": "dropout keep_prob of hidden layers"},
+                  1.0),
+    "batch_norm": ("--batch-norm", {"action": "store_true", "help": "batch norm on hidden layers"},
+                   False),
+    "patience": ("--patience", {"type": _int_range(0), "help": "early stopping patience"}, None),
+}
+
+
+def add_hyperparameter_arguments(p, fixed=False):
+    """The model and training options of ``fastnn train``.  With ``fixed`` (``fastnn search``)
+    they have no defaults: an option given fixes that hyperparameter in every trial."""
+    for name, (option, kwargs, default) in _HYPERPARAMETERS.items():
+        kwargs = dict(kwargs)
+        if kwargs.get("action") != "store_true":
+            kwargs["metavar"] = option.lstrip("-").upper().replace("-", "_")
+        if fixed:
+            kwargs["default"] = argparse.SUPPRESS
+            kwargs["help"] = (kwargs.get("help", "") + " (fixed in every trial)").strip()
+        else:
+            kwargs["default"] = default
+            if default not in (None, False):
+                shown = ",".join(map(str, default)) if isinstance(default, list) else default
+                kwargs["help"] = f"{kwargs.get('help', '')} (default {shown})".strip()
+        p.add_argument(option, dest=name, **kwargs)
