@@ -27,7 +27,7 @@ from .ewa import EWA
 from .history import History
 from .io import read_checkpoint, save_checkpoint
 from .model import MLP
-from .optim import Adam, Optimizer, _KINDS, get_optimizer
+from .optim import Adam, get_optimizer
 from .schedules import resolve_schedule
 
 __all__ = ["Trainer", "History", "EarlyStopping", "DivergedError"]
@@ -327,8 +327,7 @@ class Trainer:
         net = model._net(bs, n_threads)
         v, s = self._moments()
         opt = self.optimizer
-        kind = _KINDS[opt.name]
-        beta1, beta2, eps, wd = opt._hyper()
+        kind, beta1, beta2, eps, wd = opt.kernel_params()
         l2_coef = self.l2 / n
         units = 1 if model.task == "multiclass" else model.n_outputs
         smooth = self._smooth

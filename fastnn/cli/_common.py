@@ -6,6 +6,9 @@ import zipfile
 
 import numpy as np
 
+from .._core import OPTIMIZER_CODES
+from ..layers import ACTIVATION_CODES, INITS
+
 # What a bad invocation raises (besides the parser's own errors): wrong values and files
 # (ValueError, TypeError, the file errors of OSError, numpy's readers' EOFError and
 # BadZipFile), sizes beyond the memory (MemoryError), values beyond C's integers and
@@ -219,16 +222,17 @@ def add_data_arguments(p, dev_size=0.15, test_size=0.15):
                    help="kernel threads (default: every core this process may use)")
 
 
+# The activations of hidden layers: every one but softmax (output layers only).
+_HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATION_CODES if name != "softmax")
+
 # name -> (option, argparse keywords, train default); in a search a given option fixes that
 # hyperparameter for every trial.
 _HYPERPARAMETERS = {
     "hidden": ("--layers", {"type": _int_list, "help": "hidden layer sizes, comma-separated"},
                [128, 64]),
-    "activation": ("--activation", {"choices": ("relu", "leaky_relu", "tanh", "sigmoid",
-                                                "linear")}, "relu"),
-    "init": ("--init", {"choices": ("zeros", "random", "xavier", "he")}, None),
-    "optimizer": ("--optimizer", {"choices": ("sgd", "momentum", "rmsprop", "adam", "adamw")},
-                  "adam"),
+    "activation": ("--activation", {"choices": _HIDDEN_ACTIVATIONS}, "relu"),
+    "init": ("--init", {"choices": INITS}, None),
+    "optimizer": ("--optimizer", {"choices": tuple(OPTIMIZER_CODES)}, "adam"),
     "lr": ("--lr", {"type": float, "help": "learning rate"}, 1e-3),
     "beta": ("--beta", {"type": float, "help": "momentum beta / Adam beta1"}, None),
     "lr_decay": ("--decay", {"type": _nonnegative_float,
