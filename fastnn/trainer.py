@@ -12,15 +12,15 @@ next batch of the same permutation; an epoch's loss and error are summed from it
 results at its end, so they do not depend on where it was interrupted (or on how the steps were
 grouped into compiled calls).
 """
+import contextlib
 import math
-import signal
-import threading
 import time
 import warnings
 
 import numpy as np
 
 from . import _core
+from ._interrupt import _DeferredInterrupt
 from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar
 from .ewa import EWA
@@ -38,37 +38,6 @@ _CHUNK_SECONDS = 0.05
 
 # Smoothing of the per-step training loss shown by the progress bar and history["loss_ewa"].
 _EWA_BETA = 0.98
-
-
-class _DeferredInterrupt:
-    """Ctrl-C during a run of compiled steps is held until the run's bookkeeping is done, so the
-    model, the optimizer state and the step counters always agree; ``fit`` then raises
-    KeyboardInterrupt at that step boundary.  Only the main thread receives signals, and only
-    Python's default handler is replaced."""
-
-    def __init__(self):
-        self.pending = False
-        self._old = None
-
-    def _hold(self, signum, frame):
-        self.pending = True
-
-    def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._old = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    @property
-    def holding(self):
-        """Whether Ctrl-C is being held (False: another handler, or not the main thread)."""
-        return self._old is not None
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-        return False
 
 
 class _EpochPosition:
@@ -297,8 +266,21 @@ class Trainer:
             return self._fit(X, y, epochs, validation_data, early_stopping, callbacks, progress)
 
     def _fit(self, X, y, epochs, validation_data, early_stopping, callbacks, progress):
-        model = self.model
+        """The steps of fit: check the arguments, then run the epochs (each: its runs of
+        compiled steps, its logs, the callbacks), then end the training."""
         epochs = check_scalar(epochs, "epochs", "int", low=0)
+        X, labels, Y, val, callbacks = self._check_fit_data(X, y, validation_data,
+                                                            early_stopping, callbacks)
+        self._run_epochs(X, labels, Y, val, epochs, callbacks, progress)
+        for cb in callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(self)
+        return self.history
+
+    def _check_fit_data(self, X, y, validation_data, early_stopping, callbacks):
+        """The training and validation data converted once (``(X, labels, Y)`` each) and the
+        callbacks, early stopping last."""
+        model = self.model
         X = model._prepare_X(X)
         labels, Y = model._prepare_y(y, X.shape[0])
         val = None
@@ -320,6 +302,23 @@ class Trainer:
                 raise TypeError(f"callbacks must be callables or have on_epoch_end, got "
                                 f"{_describe(cb)}")
 
+        return X, labels, Y, val, callbacks
+
+    def _end_epoch(self, epoch, logs, callbacks, progress):
+        """Record an epoch, then call the callbacks (in order) and print its line."""
+        self.epoch += 1
+        self.history.append(logs)
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(self, epoch, logs)
+            else:
+                cb(self, epoch, logs)
+        if progress:
+            _print_epoch(logs)
+
+    def _run_epochs(self, X, labels, Y, val, epochs, callbacks, progress):
+        """The epochs, each a sequence of runs of compiled steps (see the module docstring)."""
+        model = self.model
         n = X.shape[0]
         bs = min(self.batch_size, n)
         _check_batch_norm_rows(model, n, bs, self.batch_size)
@@ -342,9 +341,8 @@ class Trainer:
         bar = None
         snaps = [None, None]  # training-state copies: this epoch's start, the previous one's
         prev = None           # (snapshot, run, first step) of the previous epoch of this call
-        sigint = _DeferredInterrupt()
-        try:
-            sigint.__enter__()
+        with _DeferredInterrupt() as sigint, contextlib.ExitStack() as bars:
+            bars.callback(lambda: bar is not None and bar.close())
             for _ in range(epochs):
                 epoch = self.epoch
                 lr = self._lr(epoch)
@@ -423,28 +421,12 @@ class Trainer:
                     self._position = _EpochPosition(epoch, k, n, bs, self.shuffle, self.seed,
                                                     results[:k].copy(), time.perf_counter() - t0)
                     raise
-                self.epoch += 1
-                self.history.append(logs)
                 prev = (snap, run, k0, n_steps, float(costs[-1]))
-                for cb in callbacks:
-                    if hasattr(cb, "on_epoch_end"):
-                        cb.on_epoch_end(self, epoch, logs)
-                    else:
-                        cb(self, epoch, logs)
-                if progress:
-                    _print_epoch(logs)
+                self._end_epoch(epoch, logs, callbacks, progress)
                 if sigint.pending:  # Ctrl-C during the epoch's evaluation or callbacks
                     raise KeyboardInterrupt
                 if self.stop_training:
                     break
-        finally:
-            sigint.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
-        for cb in callbacks:
-            if hasattr(cb, "on_train_end"):
-                cb.on_train_end(self)
-        return self.history
 
     # ---- divergence ----------------------------------------------------------------------------
 

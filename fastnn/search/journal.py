@@ -7,6 +7,8 @@ import json
 import os
 import warnings
 
+from .._interrupt import _DeferredInterrupt
+
 
 
 
@@ -127,7 +129,6 @@ class _Journal:
         if record["trial_id"] in self.known:
             return False
         if self.file is not None:
-            from ..trainer import _DeferredInterrupt
             line = json.dumps(record, allow_nan=False, separators=(",", ":"))
             with _DeferredInterrupt() as sigint:
                 self._write(line.encode("utf-8") + b"\n")

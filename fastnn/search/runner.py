@@ -3,12 +3,14 @@ cluster's), and yields their records as they finish.
 """
 import collections
 import concurrent.futures as cf
+import contextlib
 import math
 import multiprocessing
 import threading
 import warnings
 
 
+from .._interrupt import _DeferredInterrupt
 from .._threads import get_num_threads
 from .trials import _failed, _init_worker, _reason, _run_trial, _TrialCancelled
 
@@ -92,14 +94,11 @@ class _Runner:
                 yield _run_trial(self.objective, spec, s.metric, self.n_threads, None,
                                  s.pruner, self.prepared())
             return
-        from ..trainer import _DeferredInterrupt
         limit = (self.workers if s.executor is None or s.n_jobs not in (None, -1)
                  else math.inf)  # an executor of its own size: everything at once
         queue, suspects = _Queue(todo), collections.deque()
         in_flight = {}
-        sigint = _DeferredInterrupt()
-        try:
-            sigint.__enter__()
+        with _DeferredInterrupt() as sigint, _cancelled_on_exit(in_flight):
             # Held Ctrl-C is looked at this often (None: it is not held, it raises at once).
             poll = 0.1 if sigint.holding else None
             while queue or suspects or in_flight:
@@ -131,10 +130,6 @@ class _Runner:
                     yield from self._after_break(broken, suspects, queue)
             if sigint.pending:  # Ctrl-C after the last trial finished
                 raise KeyboardInterrupt
-        finally:
-            sigint.__exit__(None, None, None)
-            for fut in in_flight:
-                fut.cancel()
 
     def _records(self, done, in_flight, broken=None, finished_only=False):
         """The records of the ``done`` futures, in trial order (each leaves ``in_flight``).
@@ -255,3 +250,13 @@ def _end_workers(pool):
 def _is_broken(fut):
     return (fut.done() and not fut.cancelled()
             and isinstance(fut.exception(), cf.BrokenExecutor))
+
+
+@contextlib.contextmanager
+def _cancelled_on_exit(in_flight):
+    """On the way out (finished, Ctrl-C or an error), cancel the futures still in flight."""
+    try:
+        yield
+    finally:
+        for fut in in_flight:
+            fut.cancel()
