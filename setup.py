@@ -47,7 +47,8 @@ def _compiler_accepts(flags, code):
         with open(src, "w") as f:
             f.write(code)
         cmd = cc + flags + [src, "-o", os.path.join(tmp, "probe")]
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return done.returncode == 0
     except OSError:
         return False
     finally:
@@ -65,7 +66,8 @@ int main(void) { int n = 0;
 if sys.platform == "win32":
     compile_args, link_args, omp_flags = ["/O2", "/fp:precise"], [], ["/openmp"]
 else:
-    compile_args = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c11", "-fvisibility=hidden"]
+    compile_args = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c11",
+                    "-fvisibility=hidden"]
     link_args = []
     # Apple's clang has OpenMP but no runtime and no omp.h: only with FASTNN_OPENMP_LIB (libomp).
     omp_flags = ["-Xpreprocessor", "-fopenmp"] if sys.platform == "darwin" else ["-fopenmp"]
@@ -101,7 +103,8 @@ elif omp_lib:
 else:
     warnings.warn(
         "\n*** fastnn: the C compiler has no OpenMP support; building the SERIAL kernels. ***\n"
-        "*** Training will use one core. Install a compiler with OpenMP (gcc, or clang with libomp). ***",
+        "*** Training will use one core. Install a compiler with OpenMP (gcc, or clang with "
+        "libomp). ***",
         stacklevel=1)
 
 LIMITED_API = "0x030B0000"     # 3.11: Py_buffer (typed memoryviews) is in the Limited API

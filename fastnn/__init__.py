@@ -6,9 +6,11 @@ schedules of ``fastnn.schedules``, data tools, gradient checking, bias/variance 
 hyperparameter search.
 """
 from ._threads import get_num_threads, set_num_threads, threads  # first: loads the runtime
-from ._version import __version__
+
+# isort: split
 from . import data, datasets, optim, reference, schedules, search
 from ._config import _warn_if_isa_fell_back, show_config
+from ._version import __version__
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
 from .gradcheck import GradcheckResult, gradcheck

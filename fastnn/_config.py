@@ -60,7 +60,7 @@ def show_config(print_out=True):
         lines = [f"fastnn {cfg['version']}",
                  f"  OpenMP:          {'yes' if cfg['openmp'] else 'no (serial kernels)'}, "
                  f"{cfg['threads']} thread(s); runtime {cfg['openmp_runtime']}",
-                 f"  Python API:      "
+                 "  Python API:      "
                  + (f"Limited API {cfg['limited_api']} (abi3)" if cfg["limited_api"]
                     else "this Python version only"),
                  f"  ISAs compiled:   {', '.join(cfg['isa_compiled'])}",

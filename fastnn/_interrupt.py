@@ -6,7 +6,8 @@ import threading
 class _DeferredInterrupt:
     """Ctrl-C during a run of compiled steps is held until the run's bookkeeping is done, so the
     model, the optimizer state and the step counters always agree; ``fit`` then raises
-    KeyboardInterrupt at that step boundary (the search's journal and runner use it alike).  Only the main thread receives signals, and only
+    KeyboardInterrupt at that step boundary (the search's journal and runner use it alike).
+    Only the main thread receives signals, and only
     Python's default handler is replaced."""
 
     def __init__(self):

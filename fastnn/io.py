@@ -24,8 +24,7 @@ import struct
 
 import numpy as np
 
-from ._files import (FormatError, atomic_write, check_path, open_regular, parse_json,
-                     read_exact)
+from ._files import FormatError, atomic_write, check_path, open_regular, parse_json, read_exact
 from ._validation import check_scalar
 from .data import Standardizer
 from .ewa import EWA
@@ -34,7 +33,8 @@ from .layers import OUTPUT_LOSSES, Dense, _layout
 from .optim import get_optimizer
 from .schedules import Constant, Schedule
 
-__all__ = ["FormatError", "read_model", "read_checkpoint", "save_model", "save_checkpoint",
+# load and load_checkpoint: old names, forwarded by __getattr__ below
+__all__ = ["FormatError", "read_model", "read_checkpoint", "save_model", "save_checkpoint",  # noqa: F822
            "load", "load_checkpoint"]
 
 FORMAT_VERSION = 2  # 2: the checksum covers the whole file; 1: the data section only

@@ -98,7 +98,8 @@ def _layout(n_inputs, layers):
     for i, layer in enumerate(layers):
         n_out = layer.units
         names = [("W", (n_in, n_out))]
-        names += [("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm else [("b", (n_out,))]
+        names += ([("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm
+                  else [("b", (n_out,))])
         for name, shape in names:
             param_layout[f"{i}.{name}"] = (p_off, shape)
             p_off += math.prod(shape)

@@ -199,8 +199,8 @@ class MLP:
         """The tuples _core.Net takes (offsets into the flat buffers, -1 where absent)."""
         table, n_in = [], self.n_inputs
         for i, layer in enumerate(self.layers):
-            def off(layout, name):
-                key = f"{i}.{name}"
+            def off(layout, name):  # called in this iteration only
+                key = f"{i}.{name}"  # noqa: B023
                 return layout[key][0] if key in layout else -1
             table.append((n_in, layer.units, ACTIVATION_CODES[layer.activation], layer.keep_prob,
                           int(layer.batch_norm), layer.bn_momentum,

@@ -379,7 +379,8 @@ class Trainer:
                     # state before the last update by replaying from one of them.
                     snaps[0], snaps[1] = self._snapshot(v, s, snaps[1]), snaps[0]
                     snap = snaps[0]
-                    replay = lambda j: run(k0 + j, 1)  # noqa: E731
+                    # replay runs within this epoch, while k0 is still its own (B023)
+                    replay = lambda j: run(k0 + j, 1)  # noqa: E731, B023
                     k, chunk = k0, 1
                     while k < n_steps:
                         count = min(chunk, n_steps - k)
@@ -515,7 +516,8 @@ class Trainer:
         return trainer
 
     def get_config(self):
-        return {"optimizer": self.optimizer.get_config(), "schedule": _schedule_config(self.schedule),
+        return {"optimizer": self.optimizer.get_config(),
+                "schedule": _schedule_config(self.schedule),
                 "l2": self.l2, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "seed": self.seed}
 

@@ -35,7 +35,8 @@ def build_parser():
     parser = _Parser(prog="fastnn", description="Fast MLP training on CPUs.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--verbose", action="store_true",
-                        help="with --version: also what the build knows (Limited API, OpenMP runtime)")
+                        help="with --version: also what the build knows (Limited API, "
+                             "OpenMP runtime)")
     sub = parser.add_subparsers(dest="command")
     _add_train(sub)
     _add_predict(sub)

@@ -176,7 +176,8 @@ def _int_list(text):
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got "
+                                         f"{text!r}") from None
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
     if any(v >= 2 ** 31 for v in values):

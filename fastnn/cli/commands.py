@@ -4,10 +4,20 @@ import sys
 
 import numpy as np
 
-from ._common import (_BUILTIN, _fraction, _int_list, _int_range, _labels, _output_file,
-                      _require_matplotlib, _seed, _split, add_data_arguments,
-                      add_hyperparameter_arguments, load_data)
-
+from ._common import (
+    _BUILTIN,
+    _fraction,
+    _int_list,
+    _int_range,
+    _labels,
+    _output_file,
+    _require_matplotlib,
+    _seed,
+    _split,
+    add_data_arguments,
+    add_hyperparameter_arguments,
+    load_data,
+)
 
 # ---- train ----------------------------------------------------------------------------------
 
@@ -89,6 +99,7 @@ def _check_model_fits(model, n_features, task, classes):
 
 def _train(args):
     import fastnn as fn
+
     from ..trainer import _print_epoch
     if args.plot:
         _require_matplotlib("--plot")
@@ -213,6 +224,7 @@ def _predict(args):
     import io
 
     import fastnn as fn
+
     from .._files import atomic_write
     _check_input_file(args.model, "model", "a .safetensors file written by fastnn")
     model = fn.load(args.model)

@@ -14,8 +14,7 @@ def add_cli_arguments(parser):
     """Add the ``fastnn search`` options to an ``argparse`` parser: the data options of
     ``fastnn train``, its model and training options (each one given fixes that
     hyperparameter in every trial), and the search's own."""
-    from ._common import (_int_range, _output_file, add_data_arguments,
-                      add_hyperparameter_arguments)
+    from ._common import _int_range, _output_file, add_data_arguments, add_hyperparameter_arguments
     add_data_arguments(parser)
     add_hyperparameter_arguments(parser, fixed=True)
     parser.add_argument("--space", metavar="FILE_OR_JSON", default=None,
@@ -98,6 +97,7 @@ def run_cli(args):
     import sys
 
     import fastnn as fn
+
     from ._common import _ERRORS, _error_line, _require_matplotlib, _split
 
     client = None

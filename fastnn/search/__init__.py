@@ -38,8 +38,18 @@ from .journal import _HEADER_KEY, read_journal  # noqa: F401 (_HEADER_KEY: the j
 from .objective import MLPObjective, default_space
 from .pruners import MedianPruner, Pruner, SuccessiveHalvingPruner
 from .random_search import MAX_TRIALS, RandomSearch
-from .spaces import (Choice, IntUniform, LogUniform, OneMinusLogUniform, Space, Uniform,
-                     load_space, sample_config, space_from_dict, space_to_dict)
+from .spaces import (
+    Choice,
+    IntUniform,
+    LogUniform,
+    OneMinusLogUniform,
+    Space,
+    Uniform,
+    load_space,
+    sample_config,
+    space_from_dict,
+    space_to_dict,
+)
 from .trials import TrialPruned, report
 
 __all__ = ["Space", "LogUniform", "OneMinusLogUniform", "Uniform", "IntUniform", "Choice",

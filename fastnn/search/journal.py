@@ -9,9 +9,6 @@ import warnings
 
 from .._interrupt import _DeferredInterrupt
 
-
-
-
 # ---- the journal -----------------------------------------------------------------------------
 
 _RECORD_KEYS = {"trial_id": str, "round": int, "index": int, "seed": int, "config": dict,

@@ -8,7 +8,6 @@ from .._validation import check_scalar
 from .spaces import Choice, IntUniform, LogUniform, OneMinusLogUniform, Uniform, _jsonable
 from .trials import _check_cancelled, _report_epoch
 
-
 # ---- the built-in objective ------------------------------------------------------------------
 
 _DEFAULTS = {

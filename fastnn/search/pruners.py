@@ -8,7 +8,6 @@ import numpy as np
 
 from .._validation import _describe, check_scalar
 
-
 # ---- pruners: which trials stop early ---------------------------------------------------------
 
 class Pruner:

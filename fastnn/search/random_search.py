@@ -8,15 +8,29 @@ import warnings
 import numpy as np
 
 from .._validation import NotFittedError, _describe, check_random_seed, check_scalar
-from .journal import (_HEADER_KEY, _JOURNAL_VERSION, _first_difference, _Journal, _read_journal,
-                      _warn_corrupt)
+from .journal import (
+    _HEADER_KEY,
+    _JOURNAL_VERSION,
+    _first_difference,
+    _Journal,
+    _read_journal,
+    _warn_corrupt,
+)
 from .objective import MLPObjective
 from .pruners import _check_pruner
 from .runner import _Runner
-from .spaces import (Choice, OneMinusLogUniform, Space, _check_space, _jsonable, _trial_id,
-                     _trial_seed, sample_config, space_to_dict)
+from .spaces import (
+    Choice,
+    OneMinusLogUniform,
+    Space,
+    _check_space,
+    _jsonable,
+    _trial_id,
+    _trial_seed,
+    sample_config,
+    space_to_dict,
+)
 from .trials import _reason
-
 
 # Trials per round: far more than a random search needs, few enough to keep every record.
 MAX_TRIALS = 1_000_000

@@ -9,7 +9,6 @@ import multiprocessing
 import threading
 import warnings
 
-
 from .._interrupt import _DeferredInterrupt
 from .._threads import get_num_threads
 from .trials import _failed, _init_worker, _reason, _run_trial, _TrialCancelled

@@ -16,7 +16,6 @@ import numpy as np
 
 from .._validation import _describe, check_scalar
 
-
 # ---- spaces ----------------------------------------------------------------------------------
 
 class Space:

@@ -13,7 +13,6 @@ import numpy as np
 from .._threads import threads
 from .._validation import _describe, check_scalar
 
-
 # ---- running one trial (in a worker) ---------------------------------------------------------
 
 _WORKER_OBJECTIVE = None  # set once per worker process by _init_worker (backend="process")
