@@ -179,7 +179,7 @@ def test_sdist_has_the_sources_and_no_generated_files(tmp_path):
     expected = {"pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "fastnn/_core.pyx",
                 "fastnn/_data/digits.csv.gz", "fastnn/_data/README.md"}
     expected |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "src_c").glob("*.[ch]")}
-    expected |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "fastnn").glob("*.py")}
+    expected |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "fastnn").rglob("*.py")}
     expected |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "fastnn").glob("*.pxd")}
     expected |= {p.name for p in ROOT.glob("LICEN[CS]E*")}
     assert not expected - names, f"missing from the sdist: {sorted(expected - names)}"
