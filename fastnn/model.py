@@ -196,18 +196,21 @@ class MLP:
             n_in = layer.units
 
     def _layer_table(self):
-        """The tuples _core.Net takes (offsets into the flat buffers, -1 where absent)."""
-        table, n_in = [], self.n_inputs
-        for i, layer in enumerate(self.layers):
-            def off(layout, name):  # called in this iteration only
-                key = f"{i}.{name}"  # noqa: B023
-                return layout[key][0] if key in layout else -1
-            table.append((n_in, layer.units, ACTIVATION_CODES[layer.activation], layer.keep_prob,
-                          int(layer.batch_norm), layer.bn_momentum,
-                          off(self._param_layout, "W"), off(self._param_layout, "b"),
-                          off(self._param_layout, "gamma"), off(self._param_layout, "beta"),
-                          off(self._buffer_layout, "running_mean"),
-                          off(self._buffer_layout, "running_var")))
+        """The layer table _core.Net takes: one row of ``_core.LAYER_SPEC_DTYPE`` per layer
+        (offsets into the flat buffers, -1 where absent)."""
+        table = np.full(len(self.layers), -1, dtype=_core.LAYER_SPEC_DTYPE)
+        n_in = self.n_inputs
+        for i, (row, layer) in enumerate(zip(table, self.layers)):
+            row["n_in"], row["n_out"] = n_in, layer.units
+            row["act"] = ACTIVATION_CODES[layer.activation]
+            row["keep_prob"], row["batch_norm"] = layer.keep_prob, layer.batch_norm
+            row["bn_momentum"] = layer.bn_momentum
+            for name in ("W", "b", "gamma", "beta"):
+                if f"{i}.{name}" in self._param_layout:
+                    row[name] = self._param_layout[f"{i}.{name}"][0]
+            for name in ("running_mean", "running_var"):
+                if f"{i}.{name}" in self._buffer_layout:
+                    row[name] = self._buffer_layout[f"{i}.{name}"][0]
             n_in = layer.units
         return table
 
