@@ -24,6 +24,7 @@ import numpy as np
 from . import _core
 from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar, validate_X, validate_y
+from .data import encode_labels
 from .io import FormatError, read_model, save_model
 from .layers import ACTIVATION_CODES, INITS, OUTPUT_LOSSES, Dense, _layout, _size
 
@@ -319,21 +320,7 @@ class MLP:
 
     def _encode_labels(self, y, name):
         """Labels as indices into ``classes_``; labels not among them raise ``ValueError``."""
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"{name} must be 1-D labels, got shape {y.shape}")
-        text = y.dtype.kind in "US"
-        if text != (self.classes_.dtype.kind in "US") and y.size:
-            raise TypeError(f"{name} holds {'text' if text else 'numeric'} labels, the model's "
-                            f"classes are {'numbers' if text else 'text'}: "
-                            f"{self.classes_.tolist()}")
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        bad = self.classes_[idx] != y
-        if np.any(bad):
-            raise ValueError(f"{name} holds labels not seen in training, such as "
-                             f"{y[bad][0].item()!r}; known classes: {self.classes_.tolist()}")
-        return idx
+        return encode_labels(y, self.classes_, name)
 
     # ---- inference ---------------------------------------------------------------------------
 

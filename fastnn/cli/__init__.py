@@ -13,7 +13,8 @@ name the argument and the value received.  Output paths are checked before any t
 import sys
 import warnings
 
-from ._common import _ERRORS, _error_line, _Parser, load_data
+from ..data import load_data
+from ._common import _ERRORS, _error_line, _Parser
 from .commands import _add_gradcheck, _add_predict, _add_train
 
 __all__ = ["main", "build_parser", "load_data"]

@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 
 from .._core import OPTIMIZER_CODES
+from ..data import BUILTIN_DATASETS, as_labels, infer_task, load_data
 from ..layers import ACTIVATION_CODES, INITS
 
 # What a bad invocation raises (besides the parser's own errors): wrong values and files
@@ -114,64 +115,6 @@ def _output_file(text):
         raise argparse.ArgumentTypeError(f"{text!r} cannot be written (permission denied)")
     return text
 
-_BUILTIN = ("digits", "flower", "moons", "circles", "spiral", "blobs", "synthetic_mnist")
-
-
-def load_data(spec, seed=0, target=True):
-    """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
-
-    CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
-    is not numeric; a CSV target column may hold text labels); with ``target=False`` the whole
-    table is X and y is None.  NPZ: arrays
-    ``X`` and ``y`` (``y`` only when ``target``).  Regular files only, checked before anything is
-    allocated for them (``fastnn._files``); no pickle is ever loaded."""
-    from .. import datasets
-    from .._files import load_csv, load_csv_labelled, load_npy, load_npz
-    if spec in _BUILTIN:
-        fn = getattr(datasets, spec)
-        return fn() if spec == "digits" else fn(seed=seed)
-    if os.path.isdir(spec):
-        raise ValueError(f"data {spec!r} is a directory; expected a built-in dataset or a "
-                         f".csv/.npy/.npz file")
-    if not os.path.exists(spec):
-        raise ValueError(f"data must be one of {list(_BUILTIN)} or an existing .csv/.npy/.npz "
-                         f"file, got {spec!r}")
-    ext = os.path.splitext(spec)[1].lower()
-    if ext not in (".csv", ".npy", ".npz"):
-        raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
-    if ext == ".npz":
-        return load_npz(spec, ("X", "y")) if target else (load_npz(spec, ("X",))[0], None)
-    if ext == ".csv" and target:
-        return load_csv_labelled(spec)
-    table = load_npy(spec) if ext == ".npy" else load_csv(spec)
-    if not target:
-        return table, None
-    if table.ndim != 2 or table.shape[1] < 2:
-        raise ValueError(f"{spec}: expected a 2-D table with features and a last target column, "
-                         f"got shape {table.shape}")
-    return table[:, :-1], table[:, -1]
-
-
-def _is_classification(y):
-    y = np.asarray(y)
-    return y.ndim == 1 and (y.dtype.kind in "iubUS" or
-                            (y.dtype.kind == "f" and np.all(y == np.round(y)) and
-                             len(np.unique(y)) <= max(2, int(0.05 * len(y)) + 1)))
-
-
-def _labels(y):
-    """Class labels as users wrote them: whole numbers stored as floats (a numeric CSV column)
-    become integers, so classes print as ``3``, not ``3.0``."""
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"classification needs one label per row, got targets of shape "
-                         f"{y.shape}")
-    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
-            and np.all(np.abs(y) < 2 ** 53):
-        return y.astype(np.int64)
-    return y
-
-
 def _int_list(text):
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -192,10 +135,10 @@ def _split(args, task="auto"):
     import fastnn as fn
     X, y = load_data(args.data, seed=args.seed)
     if task == "auto":
-        task = "classification" if _is_classification(y) else "regression"
+        task = infer_task(y, from_file=True)
     classes = None
     if task == "classification":
-        y = _labels(y)
+        y = as_labels(y)
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(f"classification needs at least 2 classes, got {len(classes)}")
@@ -210,8 +153,8 @@ def _split(args, task="auto"):
 def add_data_arguments(p, dev_size=0.15, test_size=0.15):
     """The options saying which data to use and how to split it (train and search)."""
     p.add_argument("--data", default="digits",
-                   help=f"built-in dataset ({', '.join(_BUILTIN)}) or a .csv/.npy/.npz file "
-                        f"(default digits)")
+                   help=f"built-in dataset ({', '.join(BUILTIN_DATASETS)}) or a .csv/.npy/.npz "
+                        f"file (default digits)")
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto")
     p.add_argument("--dev-size", type=float, default=dev_size, metavar="FRACTION",
                    help=f"fraction held out as dev set (default {dev_size})")

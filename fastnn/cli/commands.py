@@ -4,19 +4,17 @@ import sys
 
 import numpy as np
 
+from ..data import BUILTIN_DATASETS, as_labels, load_data
 from ._common import (
-    _BUILTIN,
     _fraction,
     _int_list,
     _int_range,
-    _labels,
     _output_file,
     _require_matplotlib,
     _seed,
     _split,
     add_data_arguments,
     add_hyperparameter_arguments,
-    load_data,
 )
 
 # ---- train ----------------------------------------------------------------------------------
@@ -228,11 +226,11 @@ def _predict(args):
     from .._files import atomic_write
     _check_input_file(args.model, "model", "a .safetensors file written by fastnn")
     model = fn.load(args.model)
-    X, y = load_data(args.data, target=args.data in _BUILTIN or args.has_target)
+    X, y = load_data(args.data, target=args.data in BUILTIN_DATASETS or args.has_target)
     pred = model.predict(X)
     rows = np.asarray(pred).reshape(len(pred), -1)
     if model.task != "regression" and rows.dtype.kind == "f":
-        rows = _labels(rows.ravel()).reshape(rows.shape)  # classes stored as floats: 3, not 3.0
+        rows = as_labels(rows.ravel()).reshape(rows.shape)  # classes stored as floats: 3, not 3.0
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     for row in rows:
@@ -247,7 +245,7 @@ def _predict(args):
             loss, _ = model.evaluate(X, y)
             print(f"mean squared error {loss:.6g} on {len(pred)} examples", file=sys.stderr)
         else:
-            truth = _labels(np.asarray(y).ravel()) if np.asarray(y).dtype.kind == "f" else y
+            truth = as_labels(np.asarray(y).ravel()) if np.asarray(y).dtype.kind == "f" else y
             accuracy = np.mean(np.asarray(pred).reshape(len(pred), -1)
                                == np.asarray(truth).reshape(len(pred), -1))
             print(f"accuracy {accuracy:.4f} on {len(pred)} examples", file=sys.stderr)

@@ -5,16 +5,27 @@ import os
 
 import numpy as np
 
+from .. import data
 from ..search.objective import MLPObjective, default_space
 from ..search.random_search import MAX_TRIALS, RandomSearch
 from ..search.spaces import load_space, sample_config
+from ._common import (
+    _ERRORS,
+    _HYPERPARAMETERS,
+    _error_line,
+    _int_range,
+    _output_file,
+    _require_matplotlib,
+    _split,
+    add_data_arguments,
+    add_hyperparameter_arguments,
+)
 
 
 def add_cli_arguments(parser):
     """Add the ``fastnn search`` options to an ``argparse`` parser: the data options of
     ``fastnn train``, its model and training options (each one given fixes that
     hyperparameter in every trial), and the search's own."""
-    from ._common import _int_range, _output_file, add_data_arguments, add_hyperparameter_arguments
     add_data_arguments(parser)
     add_hyperparameter_arguments(parser, fixed=True)
     parser.add_argument("--space", metavar="FILE_OR_JSON", default=None,
@@ -59,23 +70,20 @@ def load_data(path):
     and ``y``, .csv or .npy whose last column is the target); labels that are whole numbers
     become integers.  Regular files only, checked before anything is allocated for them; no
     pickle."""
-    from ._common import _labels
-    from ._common import load_data as load
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".npz", ".csv", ".npy"):
         raise ValueError(f"--data must be an .npz, .csv or .npy file, got {path!r}")
-    X, y = load(path)
+    X, y = data.load_data(path)
     y = np.asarray(y)
     if y.ndim == 1 and y.dtype.kind == "f":
-        y = _labels(y) if np.all(np.isfinite(y)) and np.all(y == np.round(y)) else y
+        y = data.as_labels(y) if np.all(np.isfinite(y)) and np.all(y == np.round(y)) else y
     return X, y
 
 
 def _cli_space(args):
     """The space of ``fastnn search``: ``--space`` (or :func:`default_space`), with the train
     options given on the command line fixed."""
-    from ._common import _HYPERPARAMETERS
     space = load_space(args.space) if args.space else default_space()
     fixed = {name: getattr(args, name) for name in _HYPERPARAMETERS if hasattr(args, name)}
     if "beta" in fixed:  # --beta is momentum's beta, or Adam's beta1
@@ -98,7 +106,6 @@ def run_cli(args):
 
     import fastnn as fn
 
-    from ._common import _ERRORS, _error_line, _require_matplotlib, _split
 
     client = None
     try:

@@ -5,6 +5,7 @@ import inspect
 import numpy as np
 
 from .._validation import check_scalar
+from ..data import infer_task
 from .spaces import Choice, IntUniform, LogUniform, OneMinusLogUniform, Uniform, _jsonable
 from .trials import _check_cancelled, _report_epoch
 
@@ -72,7 +73,7 @@ class MLPObjective:
                                  f"shape {a.shape}")
         task = settings["task"]
         if task is None:
-            task = "classification" if y.dtype.kind in "biuUSO" else "regression"
+            task = infer_task(y)
         if task not in ("classification", "regression"):
             raise ValueError(f"base['task'] must be 'classification' or 'regression', got "
                              f"{task!r}")
