@@ -31,7 +31,8 @@ The pieces, one module each, in order: :mod:`~fastnn.search.spaces` (what is sam
 :mod:`~fastnn.search.trials` (running one trial, :func:`report`), :mod:`~fastnn.search.pruners`
 (stopping one early), :mod:`~fastnn.search.journal` (the only code that touches files),
 :mod:`~fastnn.search.runner` (executors and workers), :mod:`~fastnn.search.random_search` (rounds,
-ranking, results, refit, plot) and :mod:`~fastnn.search.objective` (the built-in objective).  The
+ranking, refit), :mod:`~fastnn.search.results` (the rows, table and plot) and
+:mod:`~fastnn.search.objective` (the built-in objective).  The
 ``fastnn search`` command lives with the other commands, in ``fastnn.cli.search``.
 """
 from .journal import _HEADER_KEY, read_journal  # noqa: F401 (_HEADER_KEY: the journal's tests)

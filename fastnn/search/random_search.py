@@ -1,4 +1,5 @@
-"""The search: rounds of trials, coarse to fine, ranking, results, refit and plot.
+"""The search: rounds of trials, coarse to fine, ranking, refit; its results are shown by
+:mod:`fastnn.search.results`.
 """
 import json
 import os
@@ -18,10 +19,9 @@ from .journal import (
 )
 from .objective import MLPObjective
 from .pruners import _check_pruner
+from .results import _fmt, plot_results, result_rows, results_table
 from .runner import _Runner
 from .spaces import (
-    Choice,
-    OneMinusLogUniform,
     Space,
     _check_space,
     _jsonable,
@@ -371,45 +371,12 @@ class RandomSearch:
         hyperparameter gets a ``metric_`` prefix), then ``time`` and ``reason`` (why a trial
         failed or was pruned; None otherwise)."""
         self._check_fitted()
-        rows = []
-        for rank, rec in enumerate(self.results, 1):
-            row = {"rank": rank, "trial_id": rec["trial_id"], "round": rec["round"],
-                   "status": rec["status"]}
-            row.update(rec["config"])
-            for key, value in rec["metrics"].items():
-                row[key if key not in row else f"metric_{key}"] = value
-            row["time"] = rec["time"]
-            row["reason"] = rec["error"]
-            rows.append(row)
-        return rows
+        return result_rows(self.results)
 
     def to_table(self, max_rows=None):
         """The results as a text table, best first (``max_rows`` limits the rows shown)."""
         self._check_fitted()
-        cols = ["rank", "trial_id", "round", self.metric] + self._searched()
-        rows = []
-        for row in self._rows()[:max_rows]:
-            cells = []
-            for c in cols:
-                v = row.get(c)
-                if c == self.metric and row["status"] == "failed":
-                    v = "failed"
-                elif c == self.metric and row["status"] == "pruned":
-                    v = f"pruned {_fmt(v)}"
-                cells.append(_fmt(v))
-            rows.append(cells)
-        widths = [max(len(c), *(len(r[j]) for r in rows)) if rows else len(c)
-                  for j, c in enumerate(cols)]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
-        pruned = sum(r["status"] == "pruned" for r in self.results)
-        if pruned:
-            lines.append(f"{pruned} trial(s) pruned (stopped early by {self.pruner!r})")
-        failed = [r for r in self.results if r["status"] == "failed"]
-        if failed:
-            lines.append(f"{len(failed)} failed trial(s); first: {failed[0]['trial_id']}: "
-                         f"{failed[0]['error']}")
-        return "\n".join(lines)
+        return results_table(self.results, self.metric, self._searched(), self.pruner, max_rows)
 
     def as_dataframe(self):
         """The results as a ``pandas.DataFrame``, one row per trial, best first: ``rank``,
@@ -464,62 +431,9 @@ class RandomSearch:
         (PNG, or any format matplotlib knows by the extension) when given.  Returns the
         matplotlib figure."""
         self._check_fitted()
-        try:
-            import matplotlib
-            if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-            import matplotlib.ticker
-        except ImportError as exc:  # optional extra
-            raise ImportError("RandomSearch.plot needs matplotlib: pip install "
-                              "'fastnn[plot]'") from exc
-        names = self._searched()
-        ok = [r for r in self.results if r["status"] == "ok"]
-        pruned = [r for r in self.results if r["status"] == "pruned"
-                  and r["metrics"].get(self.metric) is not None]
-        ncols = min(3, max(1, len(names)))
-        nrows = max(1, -(-len(names) // ncols))
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
-            sp = self.space[name]
-            groups = [(f"round {r}", [rec for rec in ok if rec["round"] == r], {})
-                      for r in range(self.rounds)]
-            groups.append(("pruned", pruned, {"marker": "x", "color": "0.6"}))
-            for label, recs, style in groups:
-                if not recs:
-                    continue
-                xs = [rec["config"][name] for rec in recs]
-                ys = [rec["metrics"][self.metric] for rec in recs]
-                if isinstance(sp, Choice):
-                    xs = [sp.index(x) for x in xs]
-                elif isinstance(sp, OneMinusLogUniform):
-                    xs = [1.0 - x for x in xs]
-                ax.scatter(xs, ys, s=18, alpha=0.8, label=label, **style)
-            if isinstance(sp, Choice):
-                ax.set_xticks(range(len(sp.options)))
-                ax.set_xticklabels([str(o) for o in sp.options], rotation=30)
-            elif sp.log:
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-            ax.set_xlabel(f"1 - {name}" if isinstance(sp, OneMinusLogUniform) else name)
-            ax.set_ylabel(self.metric)
-            if self.rounds > 1 or pruned:
-                ax.legend(fontsize="small")
-        for ax in list(axes.flat)[len(names):]:
-            ax.set_visible(False)
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path)
-        return fig
+        return plot_results(self.results, self.space, self.metric, self.rounds, path)
 
     def __repr__(self):
         return (f"RandomSearch({len(self.space)} hyperparameters, n_trials={self.n_trials}, "
                 f"rounds={self.rounds}, top_k={self.top_k})")
 
-
-def _fmt(v):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
