@@ -157,3 +157,15 @@ def test_modules_are_short():
         if n > MAX_LINES and path.relative_to(PACKAGE).as_posix() not in LONG_MODULES:
             long[name] = n
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_every_table_agrees_with_the_compiled_enums():
+    # The compiled module exports the C enums; the Python tables that cannot import it (the
+    # oracle) or name the same things in another form must list the same names, in C order.
+    from fastnn import _core, layers, optim
+    from fastnn import reference as ref
+    assert list(ref.ACTIVATION_FUNCTIONS) + ["softmax"] == list(_core.ACTIVATION_CODES)
+    assert list(ref.LOSS_NAMES) == sorted(_core.LOSS_CODES, key=_core.LOSS_CODES.get)
+    assert sorted(_core.ACTIVATION_CODES.values()) == list(range(len(_core.ACTIVATION_CODES)))
+    assert layers.ACTIVATION_CODES == _core.ACTIVATION_CODES
+    assert set(optim._CLASSES) == set(_core.OPTIMIZER_CODES)
