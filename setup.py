@@ -47,7 +47,8 @@ def _compiler_accepts(flags, code):
         with open(src, "w") as f:
             f.write(code)
         cmd = cc + flags + [src, "-o", os.path.join(tmp, "probe")]
-        return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return done.returncode == 0
     except OSError:
         return False
     finally:
@@ -63,14 +64,16 @@ int main(void) { int n = 0;
 """
 
 if sys.platform == "win32":
-    compile_args, link_args, omp_flags = ["/O2", "/fp:precise"], [], ["/openmp"]
-else:
-    compile_args = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c11", "-fvisibility=hidden"]
-    link_args = []
-    # Apple's clang has OpenMP but no runtime and no omp.h: only with FASTNN_OPENMP_LIB (libomp).
-    omp_flags = ["-Xpreprocessor", "-fopenmp"] if sys.platform == "darwin" else ["-fopenmp"]
+    # The kernels use GCC and Clang extensions (vector types, per-function target attributes)
+    # and OpenMP 4.5 clauses: MSVC, which setuptools uses on Windows, compiles none of them.
+    sys.exit("fastnn builds with gcc or clang on Linux and macOS; MSVC cannot compile its "
+             "kernels. On Windows, install it under WSL.")
+compile_args = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-std=c11", "-fvisibility=hidden"]
+link_args = []
+# Apple's clang has OpenMP but no runtime and no omp.h: only with FASTNN_OPENMP_LIB (libomp).
+omp_flags = ["-Xpreprocessor", "-fopenmp"] if sys.platform == "darwin" else ["-fopenmp"]
 
-if os.environ.get("FASTNN_SANITIZE", "") not in ("", "0") and sys.platform != "win32":
+if os.environ.get("FASTNN_SANITIZE", "") not in ("", "0"):
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                 "-fno-omit-frame-pointer", "-g"]
     compile_args += sanitize
@@ -82,9 +85,8 @@ if os.environ.get("FASTNN_SANITIZE", "") not in ("", "0") and sys.platform != "w
 omp_lib = os.environ.get("FASTNN_OPENMP_LIB", "")
 omp_link = omp_flags
 if omp_lib:
-    if sys.platform == "win32" or not os.path.isfile(omp_lib):
-        sys.exit(f"FASTNN_OPENMP_LIB must name an OpenMP shared library (not on Windows), "
-                 f"got {omp_lib!r}")
+    if not os.path.isfile(omp_lib):
+        sys.exit(f"FASTNN_OPENMP_LIB must name an OpenMP shared library, got {omp_lib!r}")
     omp_lib = os.path.abspath(omp_lib)
     omp_link = [omp_lib, "-Wl,-rpath," + os.path.dirname(omp_lib)]
     if sys.platform == "darwin":       # the runtime's own omp.h, beside its lib/ (a prefix)
@@ -92,7 +94,7 @@ if omp_lib:
                                                      "include")]
 
 use_openmp = os.environ.get("FASTNN_NO_OPENMP", "") in ("", "0") and (
-    sys.platform == "win32" or _compiler_accepts(omp_flags + omp_link, OPENMP_PROBE))
+    _compiler_accepts(omp_flags + omp_link, OPENMP_PROBE))
 if use_openmp:
     compile_args += omp_flags
     link_args += omp_link
@@ -101,7 +103,8 @@ elif omp_lib:
 else:
     warnings.warn(
         "\n*** fastnn: the C compiler has no OpenMP support; building the SERIAL kernels. ***\n"
-        "*** Training will use one core. Install a compiler with OpenMP (gcc, or clang with libomp). ***",
+        "*** Training will use one core. Install a compiler with OpenMP (gcc, or clang with "
+        "libomp). ***",
         stacklevel=1)
 
 LIMITED_API = "0x030B0000"     # 3.11: Py_buffer (typed memoryviews) is in the Limited API

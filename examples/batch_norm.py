@@ -14,8 +14,9 @@ trains the same network to a low dev error.  With He's weights the network train
 """
 import sys
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 
 
 def data():

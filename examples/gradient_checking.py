@@ -23,8 +23,9 @@ import sys
 
 import numpy as np
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 
 COURSE_BUGGY_DIFFERENCE = 0.285
 

@@ -18,8 +18,9 @@ import sys
 
 import numpy as np
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 
 COURSE = {"zeros": (0.50, 0.50), "large random": (0.83, 0.86), "He": (0.993, 0.96)}
 DIMS = [2, 10, 5, 1]

@@ -18,8 +18,9 @@ the schedules below are fastnn's, called with ``max(e - 1, 0)`` to match.
 """
 import sys
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 from optimizers import ACTIVATIONS, DIMS
 
 LR0 = 0.1

@@ -17,8 +17,9 @@ the figures do not hinge on the course's order (they agree to the fourth digit o
 import sys
 import time
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 
 COURSE = {"mini-batch GD": 0.717, "momentum": 0.717, "Adam": 0.943}
 DIMS = [2, 5, 2, 1]
@@ -70,7 +71,7 @@ def main(argv=None):
     plt = course.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
     X, y = course.course_moons()
-    for name, (model, history, acc, _) in results.items():
+    for name, (_, history, _, _) in results.items():
         axes[0].plot(history["epoch"], history["loss"], label=name)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("training cost")

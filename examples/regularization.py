@@ -17,8 +17,9 @@ import sys
 
 import numpy as np
 
-import _course as course
 import fastnn as fn
+
+import _course as course
 
 DIMS = [2, 20, 3, 1]
 ACTIVATIONS = ["relu", "relu", "sigmoid"]

@@ -17,9 +17,10 @@ import sys
 
 import numpy as np
 
-import _course as course
 import fastnn as fn
 from fastnn.search import IntUniform, LogUniform, OneMinusLogUniform, RandomSearch
+
+import _course as course
 
 SPACE = {
     "optimizer": "adam",

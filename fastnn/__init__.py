@@ -6,16 +6,17 @@ schedules of ``fastnn.schedules``, data tools, gradient checking, bias/variance 
 hyperparameter search.
 """
 from ._threads import get_num_threads, set_num_threads, threads  # first: loads the runtime
+
+# isort: split
 from . import data, datasets, optim, reference, schedules, search
 from ._config import _warn_if_isa_fell_back, show_config
+from ._version import __version__
 from .diagnose import Diagnosis, diagnose
 from .ewa import EWA, ewa
 from .gradcheck import GradcheckResult, gradcheck
-from .io import FormatError, load
-from .model import MLP, Dense
+from .io import FormatError
+from .model import MLP, Dense, load
 from .trainer import DivergedError, EarlyStopping, History, Trainer
-
-__version__ = "0.1.0"
 
 _warn_if_isa_fell_back()
 

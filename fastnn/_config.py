@@ -7,6 +7,7 @@ import warnings
 
 from . import _core
 from ._threads import get_num_threads
+from ._version import __version__
 
 __all__ = ["show_config"]
 
@@ -39,7 +40,6 @@ def show_config(print_out=True):
         ``nc`` (elements); ``limited_api`` (the Python Limited API version of an abi3 build, or
         None) and ``openmp_runtime`` (the OpenMP library the kernels call, as loaded).
     """
-    from . import __version__
     build = _core.build_info()
     cfg = {
         "version": __version__,
@@ -60,7 +60,7 @@ def show_config(print_out=True):
         lines = [f"fastnn {cfg['version']}",
                  f"  OpenMP:          {'yes' if cfg['openmp'] else 'no (serial kernels)'}, "
                  f"{cfg['threads']} thread(s); runtime {cfg['openmp_runtime']}",
-                 f"  Python API:      "
+                 "  Python API:      "
                  + (f"Limited API {cfg['limited_api']} (abi3)" if cfg["limited_api"]
                     else "this Python version only"),
                  f"  ISAs compiled:   {', '.join(cfg['isa_compiled'])}",

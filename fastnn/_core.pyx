@@ -19,11 +19,22 @@ import numpy as np
 
 cdef extern from "fastnn.h" nogil:
     ctypedef enum fnn_act:
-        pass
+        FNN_LINEAR
+        FNN_RELU
+        FNN_LEAKY_RELU
+        FNN_TANH
+        FNN_SIGMOID
+        FNN_SOFTMAX
     ctypedef enum fnn_loss:
-        pass
+        FNN_LOSS_XENT
+        FNN_LOSS_BCE
+        FNN_LOSS_MSE
     ctypedef enum fnn_optim:
-        pass
+        FNN_SGD
+        FNN_MOMENTUM
+        FNN_RMSPROP
+        FNN_ADAM
+        FNN_ADAMW
     ctypedef void (*fnn_sepilogue)(void *, float *, Py_ssize_t, int, int, int, int)
     ctypedef void (*fnn_depilogue)(void *, double *, Py_ssize_t, int, int, int, int)
 
@@ -216,6 +227,26 @@ def all_finite(const floating[:, ::1] a):
 # The layout of fnn_pass_result, for arrays of per-step results.
 PASS_RESULT_DTYPE = np.dtype([("loss", np.float64), ("sum_w2", np.float64),
                               ("n_errors", np.int64)])
+
+
+# ---- tables ------------------------------------------------------------------------------
+
+# The C enums of fastnn.h under the names the Python layer uses: every table and choice list of
+# fastnn (layers, optimizers, the CLI) is built from these, so a value is written down only once.
+ACTIVATION_CODES = {"linear": FNN_LINEAR, "relu": FNN_RELU, "leaky_relu": FNN_LEAKY_RELU,
+                    "tanh": FNN_TANH, "sigmoid": FNN_SIGMOID, "softmax": FNN_SOFTMAX}
+LOSS_CODES = {"xent": FNN_LOSS_XENT, "bce": FNN_LOSS_BCE, "mse": FNN_LOSS_MSE}
+OPTIMIZER_CODES = {"sgd": FNN_SGD, "momentum": FNN_MOMENTUM, "rmsprop": FNN_RMSPROP,
+                   "adam": FNN_ADAM, "adamw": FNN_ADAMW}
+
+
+# A compiled network's layer table crosses into C as rows of this dtype: the fields of
+# fnn_layer_spec (fastnn.h), offsets -1 where the layer has no such array.
+LAYER_SPEC_DTYPE = np.dtype([("n_in", np.int32), ("n_out", np.int32), ("act", np.int32),
+                             ("keep_prob", np.float64), ("batch_norm", np.int32),
+                             ("bn_momentum", np.float64), ("W", np.intp), ("b", np.intp),
+                             ("gamma", np.intp), ("beta", np.intp), ("running_mean", np.intp),
+                             ("running_var", np.intp)])
 
 
 # ---- build facts ---------------------------------------------------------------------------
@@ -585,10 +616,11 @@ def optim_step(int kind, double lr, double beta1, double beta2, double eps, doub
 cdef class Net:
     """A compiled network over caller-owned flat buffers, with its training workspace.
 
-    `layers` is a sequence of tuples (n_in, n_out, act, keep_prob, batch_norm, bn_momentum,
-    oW, ob, ogamma, obeta, orm, orv): offsets into `params`/`grads` (oW..obeta) and into
-    `buffers` (orm, orv), -1 where absent; the C side checks the table against the buffers.  The
-    arrays are kept alive by this object.
+    `layers` is a NumPy structured array of LAYER_SPEC_DTYPE, one row per layer (the fields of
+    fastnn.h's fnn_layer_spec: sizes, activation, dropout and batch-norm settings, and offsets
+    into `params`/`grads` (W, b, gamma, beta) and into `buffers` (running_mean, running_var),
+    -1 where absent), or anything np.asarray turns into one; the C side checks the table against
+    the buffers.  The arrays are kept alive by this object.
 
     Training methods (forward, loss_grad, train_steps) use the workspace: one call at a time per
     Net (the Python layer serialises them).  ``infer`` and ``evaluate`` use a workspace of their
@@ -610,15 +642,16 @@ cdef class Net:
             raise TypeError("params, grads and buffers must share one dtype")
         if grads.shape[0] != params.shape[0]:
             raise ValueError(f"grads has {grads.shape[0]} elements, params {params.shape[0]}")
-        if len(layers) < 1:
-            raise ValueError("a network needs at least one layer")
+        layers = np.asarray(layers, dtype=LAYER_SPEC_DTYPE)
+        if layers.ndim != 1 or layers.shape[0] < 1:
+            raise ValueError("a network needs a 1-D table of at least one layer")
         self._double = params.dtype == np.float64
         self._tls = threading.local()
         self.params, self.grads, self.buffers = params, grads, buffers
         self.n_params = params.shape[0]
         self.max_rows, self.max_threads = max_rows, max_threads
-        self.n_in = layers[0][0]
-        self.n_out = layers[len(layers) - 1][1]
+        self.n_in = layers["n_in"][0]
+        self.n_out = layers["n_out"][layers.shape[0] - 1]
         if self._double:
             self._net = _make_net[double](layers, loss, params, grads, buffers, max_rows,
                                           max_threads, &status)
@@ -839,7 +872,7 @@ cdef class Net:
 
 cdef void *_make_net(layers, int loss, floating[::1] params, floating[::1] grads,
                      floating[::1] buffers, int max_rows, int max_threads, int *status):
-    cdef int L = len(layers)
+    cdef int L = layers.shape[0]
     cdef fnn_layer_spec *tab = <fnn_layer_spec *>malloc(sizeof(fnn_layer_spec) * L)
     cdef void *net
     cdef floating *pb = &buffers[0] if buffers.shape[0] > 0 else NULL
@@ -851,10 +884,14 @@ cdef void *_make_net(layers, int loss, floating[::1] params, floating[::1] grads
         return NULL
     try:
         for l in range(L):
-            (tab[l].n_in, tab[l].n_out, act, tab[l].keep_prob, tab[l].batch_norm,
-             tab[l].bn_momentum, tab[l].W, tab[l].b, tab[l].gamma, tab[l].beta,
-             tab[l].running_mean, tab[l].running_var) = layers[l]
-            tab[l].act = <fnn_act>act
+            row = layers[l]
+            tab[l].n_in, tab[l].n_out = row["n_in"], row["n_out"]
+            tab[l].act = <fnn_act><int>row["act"]
+            tab[l].keep_prob, tab[l].batch_norm = row["keep_prob"], row["batch_norm"]
+            tab[l].bn_momentum = row["bn_momentum"]
+            tab[l].W, tab[l].b = row["W"], row["b"]
+            tab[l].gamma, tab[l].beta = row["gamma"], row["beta"]
+            tab[l].running_mean, tab[l].running_var = row["running_mean"], row["running_var"]
     except BaseException:
         free(tab)
         raise

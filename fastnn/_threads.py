@@ -129,7 +129,8 @@ def _requested():
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+            raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got "
+                             f"{env!r}") from None
         if n < 1:
             raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}")
         return n

@@ -1,4 +1,5 @@
-"""Data tools of the course: train/dev/test splits, input normalisation, mini-batches, one-hot.
+"""Data tools of the course: train/dev/test splits, input normalisation, mini-batches, one-hot;
+and the one place that reads data files and decides what targets are (task, labels).
 
 Everything here is seeded and deterministic: the same seed gives the same split and the same
 mini-batches on every machine (NumPy's ``default_rng``, PCG64).
@@ -6,9 +7,12 @@ mini-batches on every machine (NumPy's ``default_rng``, PCG64).
 
 import hashlib
 import numbers
+import os
 
 import numpy as np
 
+from fastnn import datasets
+from fastnn._files import load_csv, load_csv_labelled, load_npy, load_npz
 from fastnn._validation import (
     NotFittedError,
     check_random_seed,
@@ -27,6 +31,11 @@ __all__ = [
     "validate_X",
     "validate_y",
     "validate_X_y",
+    "load_data",
+    "BUILTIN_DATASETS",
+    "infer_task",
+    "as_labels",
+    "encode_labels",
 ]
 
 
@@ -370,3 +379,90 @@ def fingerprint(*arrays):
         h.update(f"{a.dtype.str}{a.shape};".encode("ascii"))
         h.update(memoryview(a).cast("B") if a.size else b"")
     return h.hexdigest()
+
+
+# ---- data from files and built-in sets, targets and labels (the command line and the search) --
+
+BUILTIN_DATASETS = ("digits", "flower", "moons", "circles", "spiral", "blobs", "synthetic_mnist")
+
+
+def load_data(spec, seed=0, target=True):
+    """(X, y) from a built-in dataset name or a .csv/.npy/.npz file.
+
+    CSV and NPY: a 2-D table whose last column is the target (a CSV header row is skipped when it
+    is not numeric; a CSV target column may hold text labels); with ``target=False`` the whole
+    table is X and y is None.  NPZ: arrays ``X`` and ``y`` (``y`` only when ``target``).
+    Regular files only, checked before anything is allocated for them (``fastnn._files``); no
+    pickle is ever loaded.  ``seed`` seeds the built-in datasets that are drawn at random."""
+    if spec in BUILTIN_DATASETS:
+        make = getattr(datasets, spec)
+        return make() if spec == "digits" else make(seed=seed)
+    if os.path.isdir(spec):
+        raise ValueError(f"data {spec!r} is a directory; expected a built-in dataset or a "
+                         f".csv/.npy/.npz file")
+    if not os.path.exists(spec):
+        raise ValueError(f"data must be one of {list(BUILTIN_DATASETS)} or an existing "
+                         f".csv/.npy/.npz file, got {spec!r}")
+    ext = os.path.splitext(spec)[1].lower()
+    if ext not in (".csv", ".npy", ".npz"):
+        raise ValueError(f"data file must end in .csv, .npy or .npz, got {spec!r}")
+    if ext == ".npz":
+        return load_npz(spec, ("X", "y")) if target else (load_npz(spec, ("X",))[0], None)
+    if ext == ".csv" and target:
+        return load_csv_labelled(spec)
+    table = load_npy(spec) if ext == ".npy" else load_csv(spec)
+    if not target:
+        return table, None
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise ValueError(f"{spec}: expected a 2-D table with features and a last target column, "
+                         f"got shape {table.shape}")
+    return table[:, :-1], table[:, -1]
+
+
+def infer_task(y, *, from_file=False):
+    """``"classification"`` or ``"regression"``: what the targets ``y`` ask for.
+
+    Targets of a boolean, integer, string or object dtype are class labels.  Targets read from a
+    file (``from_file``, as the command line reads them) have lost their dtype: there only 1-D
+    targets are labels, of a boolean, integer or string dtype, or floats that are all whole
+    numbers with few distinct values (at most 5 % of the rows + 1, and 2 always).
+    """
+    y = np.asarray(y)
+    if not from_file:
+        return "classification" if y.dtype.kind in "biuUSO" else "regression"
+    labels = y.ndim == 1 and (y.dtype.kind in "iubUS" or
+                              (y.dtype.kind == "f" and np.all(y == np.round(y)) and
+                               len(np.unique(y)) <= max(2, int(0.05 * len(y)) + 1)))
+    return "classification" if labels else "regression"
+
+
+def as_labels(y):
+    """Class labels as users wrote them: whole numbers stored as floats (a numeric CSV column)
+    become integers, so classes print as ``3``, not ``3.0``."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"classification needs one label per row, got targets of shape "
+                         f"{y.shape}")
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)) \
+            and np.all(np.abs(y) < 2 ** 53):
+        return y.astype(np.int64)
+    return y
+
+
+def encode_labels(y, classes, name="y"):
+    """Labels as indices into the sorted ``classes``; labels not among them raise
+    ``ValueError``, text labels against numeric classes (or the reverse) ``TypeError``."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D labels, got shape {y.shape}")
+    text = y.dtype.kind in "US"
+    if text != (classes.dtype.kind in "US") and y.size:
+        raise TypeError(f"{name} holds {'text' if text else 'numeric'} labels, the model's "
+                        f"classes are {'numbers' if text else 'text'}: {classes.tolist()}")
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    bad = classes[idx] != y
+    if np.any(bad):
+        raise ValueError(f"{name} holds labels not seen in training, such as "
+                         f"{y[bad][0].item()!r}; known classes: {classes.tolist()}")
+    return idx

@@ -24,10 +24,18 @@ import struct
 
 import numpy as np
 
-from ._files import (FormatError, atomic_write, check_path, open_regular, parse_json,
-                     read_exact)
+from ._files import FormatError, atomic_write, check_path, open_regular, parse_json, read_exact
+from ._validation import check_scalar
+from .data import Standardizer
+from .ewa import EWA
+from .history import History
+from .layers import OUTPUT_LOSSES, Dense, _layout
+from .optim import get_optimizer
+from .schedules import Constant, Schedule
 
-__all__ = ["FormatError", "load", "save_model", "save_checkpoint", "load_checkpoint"]
+# load and load_checkpoint: old names, forwarded by __getattr__ below
+__all__ = ["FormatError", "read_model", "read_checkpoint", "save_model", "save_checkpoint",  # noqa: F822
+           "load", "load_checkpoint"]
 
 FORMAT_VERSION = 2  # 2: the checksum covers the whole file; 1: the data section only
 _MODEL, _CHECKPOINT = "fastnn.mlp", "fastnn.checkpoint"
@@ -123,7 +131,6 @@ def save_checkpoint(trainer, path):
 
 
 def _is_constant(schedule):
-    from .schedules import Constant
     return isinstance(schedule, Constant)
 
 
@@ -250,7 +257,6 @@ def _is_int(value):
 
 def _check_standardizer(what, state, n_inputs):
     """A Standardizer from its saved state (or None), fitted, of the model's width."""
-    from .data import Standardizer
     if state is None:
         return None
     try:
@@ -290,9 +296,6 @@ def _check_classes(what, classes, task, n_outputs):
 
 def _check_training(what, config, required):
     """(optimizer, schedule, Trainer keyword arguments) from a Trainer config, or None."""
-    from ._validation import check_scalar
-    from .optim import get_optimizer
-    from .schedules import Schedule
     if config is None and not required:
         return None
     if not isinstance(config, dict) or set(config) != _TRAINING_KEYS:
@@ -318,8 +321,6 @@ def _check_training(what, config, required):
 
 def _check_state(c):
     """A checkpoint's counters, smoothed loss and history, checked against each other."""
-    from .ewa import EWA
-    from .trainer import History
     state = c.field("state")
     if not (isinstance(state, dict) and _STATE_KEYS <= set(state) <= _STATE_KEYS | {"loss_ewa"}):
         raise c.error(f"state must be an object with the keys {sorted(_STATE_KEYS)} (and "
@@ -356,13 +357,26 @@ def _check_values(c, key, what):
         raise c.error(f"{what} {key!r} holds negative values (it is a mean of squares)")
 
 
-class _ModelPlan:
-    """What a model file describes, checked against its tensor table; nothing big allocated
-    yet.  ``params`` is the parameter layout {key: (offset, shape)}, ``shapes`` every tensor's
-    shape."""
+class SavedModel:
+    """What a model file holds, every part checked; nothing big allocated yet beyond the file's
+    own bytes.  ``MLP._from_saved`` builds the model from it.
+
+    Attributes
+    ----------
+    path : str
+        The file, for messages.
+    config : dict
+        The architecture (``MLP.get_config()``); ``layers`` the ``Dense`` layers it lists.
+    weights : dict
+        ``{key: array}`` of every parameter and running statistic, shapes checked against the
+        architecture, values finite.
+    standardizer : fastnn.data.Standardizer or None
+    classes : ndarray or None
+    training : dict or None
+        The saved Trainer config (model files only; ``None`` in a checkpoint's model).
+    """
 
     def __init__(self, c):
-        from .model import LOSSES, Dense, _layout
         config = c.field("architecture")
         if not isinstance(config, dict) or set(config) != {"n_inputs", "layers", "dtype", "seed"}:
             raise c.error("invalid architecture: must be an object with exactly the keys "
@@ -378,8 +392,8 @@ class _ModelPlan:
                     raise ValueError(f"layers[{i}] must be an object with exactly the keys "
                                      f"{sorted(dense_keys)}")
             layers = [Dense(**layer) for layer in config["layers"]]
-            if layers[-1].activation not in LOSSES:
-                raise ValueError(f"the output activation must be one of {sorted(LOSSES)}")
+            if layers[-1].activation not in OUTPUT_LOSSES:
+                raise ValueError(f"the output activation must be one of {sorted(OUTPUT_LOSSES)}")
         except (TypeError, ValueError) as exc:
             raise c.error(f"invalid architecture: {exc}") from None
         if config["dtype"] not in ("float32", "float64") or c.meta["dtype"] != config["dtype"]:
@@ -399,24 +413,68 @@ class _ModelPlan:
         out = layers[-1]
         self.standardizer = _check_standardizer(c.path, c.field("standardizer"),
                                                 config["n_inputs"])
-        self.classes = _check_classes(c.path, c.field("classes"), LOSSES[out.activation][1],
-                                      out.units)
-        self.config, self.layers, self.params, self.shapes = config, layers, params, shapes
+        self.classes = _check_classes(c.path, c.field("classes"),
+                                      OUTPUT_LOSSES[out.activation][1], out.units)
+        self.path, self.config, self.layers = c.path, config, layers
+        self.params, self.shapes = params, shapes
+        self.weights, self.training = None, None
 
-    def build(self, c):
-        """The model, once its tensors' values are checked."""
-        from .model import MLP
+    def read_weights(self, c):
+        """Check the tensors' values and keep them (the last step of reading)."""
         for key in self.shapes:
             _check_values(c, key, "tensor")
-        config = self.config
-        try:
-            model = MLP(config["n_inputs"], self.layers, dtype=config["dtype"],
-                        seed=config["seed"])
-        except (TypeError, ValueError) as exc:  # a chain no MLP takes (softmax inside, ...)
-            raise c.error(f"invalid architecture: {exc}") from None
-        model.set_weights({key: c.array(key) for key in self.shapes})
-        model.standardizer, model.classes_ = self.standardizer, self.classes
-        return model
+        self.weights = {key: c.array(key) for key in self.shapes}
+
+    def error(self, message):
+        return FormatError(f"{self.path}: {message}")
+
+
+class SavedCheckpoint:
+    """What a checkpoint holds, every part checked.  ``Trainer.load_checkpoint`` builds the
+    trainer from it.
+
+    Attributes
+    ----------
+    model : SavedModel
+    optimizer : fastnn.optim.Optimizer
+        Built from its config, with empty state.
+    schedule : fastnn.schedules.Schedule or None
+    trainer_kwargs : dict
+        ``l2``, ``batch_size``, ``shuffle``, ``seed``.
+    moments : dict
+        ``{(which, key): array}``: the optimizer's moments (``which`` in ``exp_avg``,
+        ``exp_avg_sq``) of each parameter.
+    state : dict
+        ``epoch``, ``step``, ``optimizer_step`` and ``history`` (lists, ``None`` for NaN).
+    loss_ewa : fastnn.EWA or None
+        The smoothed loss (absent from older checkpoints).
+    """
+
+    def __init__(self, c):
+        plan = SavedModel(c)
+        self.optimizer, self.schedule, self.trainer_kwargs = _check_training(
+            c.path, c.field("training"), required=True)
+        moments = {}
+        for which in _MOMENTS:
+            if which not in self.optimizer.state:
+                continue
+            for key, (_, shape) in plan.params.items():
+                name = f"optim.{which}.{key}"
+                if name not in c.tensors:
+                    raise c.error(f"optimizer state {name!r} is missing")
+                dtype, got, _ = c.tensors[name]
+                if got != shape or dtype != c.tensors[key][0]:
+                    raise c.error(f"optimizer state {name!r} has shape {got} and dtype "
+                                  f"{dtype.name}; its parameter has {shape} and "
+                                  f"{c.tensors[key][0].name}")
+                moments[name] = (which, key)
+        _check_no_other_tensors(c, list(plan.shapes) + list(moments))
+        self.state, self.loss_ewa = _check_state(c)
+        for name in moments:
+            _check_values(c, name, "optimizer state")
+        plan.read_weights(c)
+        self.model = plan
+        self.moments = {(which, key): c.array(name) for name, (which, key) in moments.items()}
 
 
 def _check_no_other_tensors(c, expected):
@@ -425,44 +483,9 @@ def _check_no_other_tensors(c, expected):
         raise c.error(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
 
 
-def _restore_trainer(c):
-    """The Trainer of a checked checkpoint container."""
-    from .trainer import Trainer
-    plan = _ModelPlan(c)
-    optimizer, schedule, kwargs = _check_training(c.path, c.field("training"), required=True)
-    moments = {}
-    for which in _MOMENTS:
-        if which not in optimizer.state:
-            continue
-        for key, (_, shape) in plan.params.items():
-            name = f"optim.{which}.{key}"
-            if name not in c.tensors:
-                raise c.error(f"optimizer state {name!r} is missing")
-            dtype, got, _ = c.tensors[name]
-            if got != shape or dtype != c.tensors[key][0]:
-                raise c.error(f"optimizer state {name!r} has shape {got} and dtype "
-                              f"{dtype.name}; its parameter has {shape} and "
-                              f"{c.tensors[key][0].name}")
-            moments[name] = (which, key)
-    _check_no_other_tensors(c, list(plan.shapes) + list(moments))
-    state, smooth = _check_state(c)
-    for name in moments:
-        _check_values(c, name, "optimizer state")
-    model = plan.build(c)
-    trainer = Trainer(model, optimizer=optimizer, schedule=schedule, **kwargs)
-    for name, (which, key) in moments.items():
-        optimizer.state[which][key] = c.array(name).copy()
-    optimizer.state["step"] = state["optimizer_step"]
-    trainer.epoch, trainer.step = state["epoch"], state["step"]
-    if smooth is not None:
-        trainer._smooth = smooth
-    for key, values in state["history"].items():
-        trainer.history.history[key] = [float("nan") if v is None else v for v in values]
-    return trainer
-
-
-def load(path):
-    """Load a model written by ``MLP.save`` (or the model of a checkpoint).
+def read_model(path):
+    """The checked contents of a model file written by ``MLP.save`` (or the model of a
+    checkpoint), for ``fastnn.load`` to build the model from.
 
     Raises
     ------
@@ -476,17 +499,29 @@ def load(path):
     """
     c = _read_container(path, (_MODEL, _CHECKPOINT))
     if c.meta["format"] == _CHECKPOINT:
-        return _restore_trainer(c).model
-    plan = _ModelPlan(c)
+        return SavedCheckpoint(c).model
+    saved = SavedModel(c)
     training = c.field("training")
     _check_training(c.path, training, required=False)
-    _check_no_other_tensors(c, plan.shapes)
-    model = plan.build(c)
-    if training is not None:
-        model.training_config_ = training
-    return model
+    _check_no_other_tensors(c, saved.shapes)
+    saved.read_weights(c)
+    saved.training = training
+    return saved
 
 
-def load_checkpoint(path):
-    """A Trainer restored from ``Trainer.save_checkpoint`` (errors as for :func:`load`)."""
-    return _restore_trainer(_read_container(path, (_CHECKPOINT,)))
+def read_checkpoint(path):
+    """The checked contents of a checkpoint written by ``Trainer.save_checkpoint`` (errors as
+    for :func:`read_model`)."""
+    return SavedCheckpoint(_read_container(path, (_CHECKPOINT,)))
+
+
+def __getattr__(name):
+    # The loaders build models and trainers, so they live with them (fastnn.load and
+    # Trainer.load_checkpoint); their old names here keep working.
+    if name == "load":
+        from .model import load
+        return load
+    if name == "load_checkpoint":
+        from .trainer import load_checkpoint
+        return load_checkpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,8 +17,6 @@ a second training of the same model from another thread raises ``RuntimeError``.
 """
 import contextlib
 import functools
-import math
-import numbers
 import threading
 
 import numpy as np
@@ -26,14 +24,15 @@ import numpy as np
 from . import _core
 from ._threads import enter_call, get_num_threads, leave_call
 from ._validation import _describe, check_random_seed, check_scalar, validate_X, validate_y
+from .data import encode_labels
+from .io import FormatError, read_model, save_model
+from .layers import ACTIVATION_CODES, INITS, OUTPUT_LOSSES, Dense, _layout, _size
 
-__all__ = ["Dense", "MLP", "ACTIVATIONS", "INITS"]
+__all__ = ["Dense", "MLP", "load", "ACTIVATIONS", "INITS"]  # Dense and the tables: fastnn.layers
 
-# name -> the C enum value (src_c/fastnn.h, fnn_act).  Stored in model files: never renumber.
-ACTIVATIONS = {"linear": 0, "relu": 1, "leaky_relu": 2, "tanh": 3, "sigmoid": 4, "softmax": 5}
-# output activation -> (C loss enum, task of the targets)
-LOSSES = {"softmax": (0, "multiclass"), "sigmoid": (1, "binary"), "linear": (2, "regression")}
-INITS = ("zeros", "random", "xavier", "he")
+# Old names of the tables of fastnn.layers, kept for callers.
+ACTIVATIONS = ACTIVATION_CODES
+LOSSES = OUTPUT_LOSSES
 
 # Rows per compiled evaluation call: bounds the logits that evaluate keeps in its workspace
 # (inference streams any number of rows through a workspace that does not grow with them).
@@ -52,98 +51,6 @@ def _check_output(out):
                          f"{out.shape[0]} rows (first: row {int(np.argmax(bad))}): the activations "
                          f"overflow {out.dtype}; the inputs are too large for these weights, or "
                          f"the weights diverged in training")
-
-
-class Dense:
-    """A fully connected layer: ``output = activation(dot(input, W) + b)``, then dropout.
-
-    With ``batch_norm=True``: ``Z = dot(input, W)`` (no bias), ``Z~ = gamma * (Z - mu) /
-    sqrt(var + 1e-5) + beta`` with batch statistics in training and running averages at
-    inference, then the activation.  With ``keep_prob < 1`` (training only): inverted dropout,
-    ``A = A * mask / keep_prob`` with ``mask ~ Bernoulli(keep_prob)``.
-
-    Parameters
-    ----------
-    units : int
-        Number of outputs (``n_out``).
-    activation : {"relu", "leaky_relu", "tanh", "sigmoid", "linear", "softmax"}, default "relu"
-        ``leaky_relu`` has slope 0.01; ``softmax`` only on the output layer.
-    init : {"zeros", "random", "xavier", "he"} or None, default None
-        ``random``: N(0, 1) * 0.01; ``xavier``: N(0, 1/n_in); ``he``: N(0, 2/n_in).  ``None``:
-        ``he`` for relu/leaky_relu, ``xavier`` otherwise.
-    keep_prob : float in (0, 1], default 1.0
-        Dropout keep probability (1: no dropout).  Not allowed on the output layer.
-    batch_norm : bool, default False
-    bn_momentum : float in [0, 1), default 0.9
-        ``running = bn_momentum * running + (1 - bn_momentum) * batch_stat`` (PyTorch's
-        ``momentum`` is ``1 - bn_momentum``).
-    """
-
-    def __init__(self, units, activation="relu", *, init=None, keep_prob=1.0, batch_norm=False,
-                 bn_momentum=0.9):
-        self.units = check_scalar(units, "units", "int", low=1)
-        if not isinstance(activation, str) or activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
-                             f"{_describe(activation)}")
-        self.activation = activation
-        if init is None:
-            init = "he" if activation in ("relu", "leaky_relu") else "xavier"
-        if not isinstance(init, str) or init not in INITS:
-            raise ValueError(f"init must be one of {list(INITS)} or None, got {_describe(init)}")
-        self.init = init
-        self.keep_prob = check_scalar(keep_prob, "keep_prob", "float", low=0.0, high=1.0,
-                                      low_inclusive=False)
-        if not isinstance(batch_norm, (bool, np.bool_)):
-            raise TypeError(f"batch_norm must be a bool, got {_describe(batch_norm)}")
-        self.batch_norm = bool(batch_norm)
-        self.bn_momentum = check_scalar(bn_momentum, "bn_momentum", "float", low=0.0, high=1.0,
-                                        high_inclusive=False)
-        object.__setattr__(self, "_frozen", True)
-
-    def __setattr__(self, name, value):
-        if getattr(self, "_frozen", False):
-            raise AttributeError(f"Dense layers cannot be changed after construction (setting "
-                                 f"{name!r}); build a new Dense layer and a new MLP instead")
-        object.__setattr__(self, name, value)
-
-    def get_config(self):
-        """JSON-able description; ``Dense(**config)`` rebuilds the layer."""
-        return {"units": self.units, "activation": self.activation, "init": self.init,
-                "keep_prob": self.keep_prob, "batch_norm": self.batch_norm,
-                "bn_momentum": self.bn_momentum}
-
-    def __repr__(self):
-        defaults = {"keep_prob": 1.0, "batch_norm": False, "bn_momentum": 0.9}
-        extra = "".join(f", {k}={v!r}" for k, v in self.get_config().items()
-                        if k in defaults and v != defaults[k])
-        return f"Dense({self.units}, {self.activation!r}, init={self.init!r}{extra})"
-
-
-def _layout(n_inputs, layers):
-    """Where every array of a chain of layers lives in the flat buffers: ``{key: (offset,
-    shape)}`` for the trainable parameters and for the batch-norm running statistics.  Pure
-    arithmetic, nothing allocated: a model file's claims are checked against it first."""
-    param_layout, buffer_layout = {}, {}
-    p_off = b_off = 0
-    n_in = n_inputs
-    for i, layer in enumerate(layers):
-        n_out = layer.units
-        names = [("W", (n_in, n_out))]
-        names += [("gamma", (n_out,)), ("beta", (n_out,))] if layer.batch_norm else [("b", (n_out,))]
-        for name, shape in names:
-            param_layout[f"{i}.{name}"] = (p_off, shape)
-            p_off += math.prod(shape)
-        if layer.batch_norm:
-            for name in ("running_mean", "running_var"):
-                buffer_layout[f"{i}.{name}"] = (b_off, (n_out,))
-                b_off += n_out
-        n_in = n_out
-    return param_layout, buffer_layout
-
-
-def _size(layout):
-    """Elements in the flat buffer of a layout."""
-    return sum(math.prod(shape) for _, shape in layout.values())
 
 
 class MLP:
@@ -188,7 +95,7 @@ class MLP:
             if layer.activation == "softmax" and i != len(layers) - 1:
                 raise ValueError(f"layers[{i}]: softmax is allowed on the output layer only")
         out = layers[-1]
-        if out.activation not in LOSSES:
+        if out.activation not in OUTPUT_LOSSES:
             raise ValueError(f"the output layer's activation must be 'softmax', 'sigmoid' or "
                              f"'linear' (it picks the loss), got {out.activation!r}")
         if out.keep_prob != 1.0:
@@ -207,7 +114,7 @@ class MLP:
         self.seed = check_random_seed(seed, "seed")
         if self.seed is None:
             self.seed = 0
-        loss_kind, task = LOSSES[out.activation]
+        loss_kind, task = OUTPUT_LOSSES[out.activation]
         arch = {"n_inputs": n_inputs, "layers": tuple(layers), "dtype": dtype,
                 "loss_kind": loss_kind, "task": task}
         for name, value in arch.items():
@@ -290,18 +197,21 @@ class MLP:
             n_in = layer.units
 
     def _layer_table(self):
-        """The tuples _core.Net takes (offsets into the flat buffers, -1 where absent)."""
-        table, n_in = [], self.n_inputs
-        for i, layer in enumerate(self.layers):
-            def off(layout, name):
-                key = f"{i}.{name}"
-                return layout[key][0] if key in layout else -1
-            table.append((n_in, layer.units, ACTIVATIONS[layer.activation], layer.keep_prob,
-                          int(layer.batch_norm), layer.bn_momentum,
-                          off(self._param_layout, "W"), off(self._param_layout, "b"),
-                          off(self._param_layout, "gamma"), off(self._param_layout, "beta"),
-                          off(self._buffer_layout, "running_mean"),
-                          off(self._buffer_layout, "running_var")))
+        """The layer table _core.Net takes: one row of ``_core.LAYER_SPEC_DTYPE`` per layer
+        (offsets into the flat buffers, -1 where absent)."""
+        table = np.full(len(self.layers), -1, dtype=_core.LAYER_SPEC_DTYPE)
+        n_in = self.n_inputs
+        for i, (row, layer) in enumerate(zip(table, self.layers)):
+            row["n_in"], row["n_out"] = n_in, layer.units
+            row["act"] = ACTIVATION_CODES[layer.activation]
+            row["keep_prob"], row["batch_norm"] = layer.keep_prob, layer.batch_norm
+            row["bn_momentum"] = layer.bn_momentum
+            for name in ("W", "b", "gamma", "beta"):
+                if f"{i}.{name}" in self._param_layout:
+                    row[name] = self._param_layout[f"{i}.{name}"][0]
+            for name in ("running_mean", "running_var"):
+                if f"{i}.{name}" in self._buffer_layout:
+                    row[name] = self._buffer_layout[f"{i}.{name}"][0]
             n_in = layer.units
         return table
 
@@ -426,21 +336,7 @@ class MLP:
 
     def _encode_labels(self, y, name):
         """Labels as indices into ``classes_``; labels not among them raise ``ValueError``."""
-        y = np.asarray(y)
-        if y.ndim != 1:
-            raise ValueError(f"{name} must be 1-D labels, got shape {y.shape}")
-        text = y.dtype.kind in "US"
-        if text != (self.classes_.dtype.kind in "US") and y.size:
-            raise TypeError(f"{name} holds {'text' if text else 'numeric'} labels, the model's "
-                            f"classes are {'numbers' if text else 'text'}: "
-                            f"{self.classes_.tolist()}")
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        bad = self.classes_[idx] != y
-        if np.any(bad):
-            raise ValueError(f"{name} holds labels not seen in training, such as "
-                             f"{y[bad][0].item()!r}; known classes: {self.classes_.tolist()}")
-        return idx
+        return encode_labels(y, self.classes_, name)
 
     # ---- inference ---------------------------------------------------------------------------
 
@@ -601,8 +497,22 @@ class MLP:
 
     def save(self, path):
         """Write the model to ``path`` as a safetensors file (see :func:`fastnn.load`)."""
-        from .io import save_model
         save_model(self, path)
+
+    @classmethod
+    def _from_saved(cls, saved):
+        """The model of a checked file (``fastnn.io.SavedModel``)."""
+        config = saved.config
+        try:
+            model = cls(config["n_inputs"], saved.layers, dtype=config["dtype"],
+                        seed=config["seed"])
+        except (TypeError, ValueError) as exc:  # a chain no MLP takes (softmax inside, ...)
+            raise FormatError(f"{saved.path}: invalid architecture: {exc}") from None
+        model.set_weights(saved.weights)
+        model.standardizer, model.classes_ = saved.standardizer, saved.classes
+        if saved.training is not None:
+            model.training_config_ = saved.training
+        return model
 
     def copy(self, dtype=None):
         """An independent copy (optionally converted to another dtype)."""
@@ -636,3 +546,19 @@ class MLP:
             arr = getattr(self, name)
             if not (arr.flags.writeable and arr.flags.c_contiguous):
                 setattr(self, name, np.array(arr, order="C", copy=True))
+
+
+def load(path):
+    """Load a model written by ``MLP.save`` (or the model of a checkpoint).
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a str or os.PathLike.
+    FormatError
+        The file is truncated, corrupt, foreign, of a newer format version, inconsistent, or
+        not a regular file (a ValueError).
+    OSError
+        The file cannot be opened.
+    """
+    return MLP._from_saved(read_model(path))

@@ -19,8 +19,8 @@ from ._validation import _describe, check_scalar
 
 __all__ = ["Optimizer", "SGD", "Momentum", "RMSprop", "Adam", "AdamW", "get_optimizer"]
 
-# name -> C enum value (src_c/fastnn.h, fnn_optim)
-_KINDS = {"sgd": 0, "momentum": 1, "rmsprop": 2, "adam": 3, "adamw": 4}
+# name -> C enum value (src_c/fastnn.h, fnn_optim), as the compiled module exports it
+_KINDS = dict(_core.OPTIMIZER_CODES)
 
 
 class Optimizer:
@@ -47,9 +47,16 @@ class Optimizer:
         if self.uses_s:
             self.state["exp_avg_sq"] = {}
 
-    # hyperparameters the C kernel takes: (beta1, beta2, eps, weight_decay)
+    # hyperparameters the C kernel takes: (beta1, beta2, eps, weight_decay); each optimizer
+    # gives its own
     def _hyper(self):
         return 0.0, 0.0, 0.0, 0.0
+
+    def kernel_params(self):
+        """What the fused update kernel takes besides the arrays, the learning rate and the step
+        count: ``(kind, beta1, beta2, eps, weight_decay)``, ``kind`` the C enum (``fnn_optim``).
+        :meth:`step` and the Trainer's compiled training loop both take them from here."""
+        return (_KINDS[self.name], *self._hyper())
 
     def get_config(self):
         """JSON-able hyperparameters; ``get_optimizer(config)`` rebuilds the optimizer."""
@@ -77,12 +84,12 @@ class Optimizer:
                 raise ValueError(f"params[{key!r}] must be C-contiguous and writeable (it is "
                                  f"updated in place)")
         t = self.state["step"] + 1
-        beta1, beta2, eps, wd = self._hyper()
+        kind, beta1, beta2, eps, wd = self.kernel_params()
         n_threads = get_num_threads()
         for key, p in params.items():
             v = self._moment("exp_avg", key, p)
             s = self._moment("exp_avg_sq", key, p)
-            _core.optim_step(_KINDS[self.name], self.lr, beta1, beta2, eps, wd, t,
+            _core.optim_step(kind, self.lr, beta1, beta2, eps, wd, t,
                              p.reshape(-1), np.ascontiguousarray(grads[key]).reshape(-1),
                              None if v is None else v.reshape(-1),
                              None if s is None else s.reshape(-1), n_threads)

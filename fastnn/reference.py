@@ -14,6 +14,8 @@ Shapes follow the course and the C contract: ``X``/``A_prev`` ``(m, n_in)``, ``W
 import numpy as np
 
 __all__ = [
+    "ACTIVATION_FUNCTIONS",
+    "LOSS_NAMES",
     "ACTIVATIONS",
     "LOSSES",
     "LEAKY_SLOPE",
@@ -57,7 +59,7 @@ def _sigmoid(z):
         return 1 / (1 + np.exp(-z))
 
 
-ACTIVATIONS = {
+ACTIVATION_FUNCTIONS = {
     "linear": (lambda z: z.copy(), lambda a: np.ones_like(a)),
     "relu": (lambda z: np.maximum(z, 0), lambda a: (a > 0).astype(a.dtype)),
     "leaky_relu": (lambda z: np.where(z > 0, z, LEAKY_SLOPE * z),
@@ -66,10 +68,11 @@ ACTIVATIONS = {
     "sigmoid": (_sigmoid, lambda a: a * (1 - a)),
 }
 """name -> (g(z), g'(z) written from a = g(z)); softmax is row-wise and handled apart."""
+ACTIVATIONS = ACTIVATION_FUNCTIONS  # the old name
 
 
 def _check_activation(name, allow_softmax):
-    names = list(ACTIVATIONS) + (["softmax"] if allow_softmax else [])
+    names = list(ACTIVATION_FUNCTIONS) + (["softmax"] if allow_softmax else [])
     if name not in names:
         raise ValueError(f"activation must be one of {names}, got {name!r}")
 
@@ -94,7 +97,7 @@ def act_forward(name, z):
     z = np.asarray(z)
     if name == "softmax":
         return softmax(z)
-    return ACTIVATIONS[name][0](z)
+    return ACTIVATION_FUNCTIONS[name][0](z)
 
 
 def act_backward(name, a, dA):
@@ -124,7 +127,7 @@ def act_backward(name, a, dA):
     dA = np.asarray(dA)
     if a.shape != dA.shape:
         raise ValueError(f"a and dA must have the same shape, got {a.shape} and {dA.shape}")
-    return dA * ACTIVATIONS[name][1](a)
+    return dA * ACTIVATION_FUNCTIONS[name][1](a)
 
 
 # ---- output layer (loss.c) --------------------------------------------------------------------
@@ -154,8 +157,9 @@ def _logsumexp_rows(z):
     return (zmax + np.log(np.exp(z - zmax).sum(axis=1, keepdims=True)))[:, 0]
 
 
-LOSSES = ("xent", "bce", "mse")
+LOSS_NAMES = ("xent", "bce", "mse")
 """Loss names, in ``fnn_loss`` order; chosen by the output activation softmax/sigmoid/linear."""
+LOSSES = LOSS_NAMES  # the old name
 
 _OUTPUT_LOSS = {"softmax": "xent", "sigmoid": "bce", "linear": "mse"}
 
@@ -189,8 +193,8 @@ def loss_grad(loss, Z, y, scale=1.0):
         Summed over all rows (and, for bce/mse, columns), accumulated in float64.
     dZ : ndarray of shape (m, n), dtype of ``Z``.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    if loss not in LOSS_NAMES:
+        raise ValueError(f"loss must be one of {list(LOSS_NAMES)}, got {loss!r}")
     Z = np.asarray(Z)
     if Z.ndim != 2:
         raise ValueError(f"Z must be 2-D (m, n), got shape {Z.shape}")

@@ -12,21 +12,22 @@ next batch of the same permutation; an epoch's loss and error are summed from it
 results at its end, so they do not depend on where it was interrupted (or on how the steps were
 grouped into compiled calls).
 """
+import contextlib
 import math
-import signal
-import threading
 import time
 import warnings
 
 import numpy as np
 
 from . import _core
+from ._interrupt import _DeferredInterrupt
 from ._threads import get_num_threads, team_size
 from ._validation import _describe, check_random_seed, check_scalar
-from .diagnose import diagnose
 from .ewa import EWA
+from .history import History
+from .io import read_checkpoint, save_checkpoint
 from .model import MLP
-from .optim import Adam, Optimizer, _KINDS, get_optimizer
+from .optim import Adam, get_optimizer
 from .schedules import resolve_schedule
 
 __all__ = ["Trainer", "History", "EarlyStopping", "DivergedError"]
@@ -37,37 +38,6 @@ _CHUNK_SECONDS = 0.05
 
 # Smoothing of the per-step training loss shown by the progress bar and history["loss_ewa"].
 _EWA_BETA = 0.98
-
-
-class _DeferredInterrupt:
-    """Ctrl-C during a run of compiled steps is held until the run's bookkeeping is done, so the
-    model, the optimizer state and the step counters always agree; ``fit`` then raises
-    KeyboardInterrupt at that step boundary.  Only the main thread receives signals, and only
-    Python's default handler is replaced."""
-
-    def __init__(self):
-        self.pending = False
-        self._old = None
-
-    def _hold(self, signum, frame):
-        self.pending = True
-
-    def __enter__(self):
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self._old = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    @property
-    def holding(self):
-        """Whether Ctrl-C is being held (False: another handler, or not the main thread)."""
-        return self._old is not None
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-        return False
 
 
 class _EpochPosition:
@@ -103,76 +73,6 @@ class DivergedError(ArithmeticError):
                          f"NaN or infinite; last finite loss {last_finite_loss!r}. The model "
                          f"keeps the weights that loss was measured on; lower the learning "
                          f"rate.")
-
-
-class History:
-    """Per-epoch training record: ``history["loss"]`` etc. and ``history.history`` (a dict).
-
-    Keys: ``epoch``, ``loss`` (mean training cost of the epoch's steps, L2 term included),
-    ``error`` (training error rate over the epoch's steps, training mode), ``val_loss``,
-    ``val_error`` (inference mode), ``lr``, ``loss_ewa`` (bias-corrected exponentially weighted
-    average of the step losses at the end of the epoch; the average runs on across ``fit`` calls
-    and checkpoints), ``time``.
-    """
-
-    KEYS = ("epoch", "loss", "error", "val_loss", "val_error", "lr", "loss_ewa", "time")
-
-    def __init__(self):
-        self.history = {k: [] for k in self.KEYS}
-        self.stopped_epoch = None   # the epoch after which early stopping ended training
-        self.best_epoch = None      # ... and the epoch whose weights it restored
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __len__(self):
-        return len(self.history["epoch"])
-
-    def append(self, logs):
-        for k in self.KEYS:
-            self.history[k].append(logs.get(k, float("nan")))
-
-    def _pop(self):
-        for k in self.KEYS:
-            self.history[k].pop()
-
-    def diagnose(self, base_error=0.0, tol=0.02):
-        """The course's bias/variance reading of the last epoch (needs validation data)."""
-        if not len(self) or math.isnan(self.history["val_error"][-1]):
-            raise ValueError("diagnose needs a classification history with validation data "
-                             "(fit(..., validation_data=(X_dev, y_dev)))")
-        return diagnose(self.history["error"][-1], self.history["val_error"][-1],
-                        base_error=base_error, tol=tol, stopped_epoch=self.stopped_epoch,
-                        best_epoch=self.best_epoch if self.stopped_epoch is not None else None)
-
-    def plot(self, path=None):
-        """Learning curves (loss and error, train and dev) with matplotlib; saved to ``path``
-        when given.  Returns the figure."""
-        try:
-            import matplotlib
-            if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
-        except ImportError as exc:  # optional extra
-            raise ImportError("History.plot needs matplotlib: pip install 'fastnn[plot]'") from exc
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        ep = self.history["epoch"]
-        for ax, key in zip(axes, ("loss", "error")):
-            ax.plot(ep, self.history[key], label=f"train {key}")
-            if not all(math.isnan(v) for v in self.history[f"val_{key}"]):
-                ax.plot(ep, self.history[f"val_{key}"], label=f"dev {key}")
-            if key == "loss":
-                ax.plot(ep, self.history["loss_ewa"], "--", label="train loss (EWA)")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(key)
-            ax.legend()
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path)
-        return fig
-
-    def __repr__(self):
-        return f"History({len(self)} epochs)"
 
 
 class EarlyStopping:
@@ -366,8 +266,21 @@ class Trainer:
             return self._fit(X, y, epochs, validation_data, early_stopping, callbacks, progress)
 
     def _fit(self, X, y, epochs, validation_data, early_stopping, callbacks, progress):
-        model = self.model
+        """The steps of fit: check the arguments, then run the epochs (each: its runs of
+        compiled steps, its logs, the callbacks), then end the training."""
         epochs = check_scalar(epochs, "epochs", "int", low=0)
+        X, labels, Y, val, callbacks = self._check_fit_data(X, y, validation_data,
+                                                            early_stopping, callbacks)
+        self._run_epochs(X, labels, Y, val, epochs, callbacks, progress)
+        for cb in callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(self)
+        return self.history
+
+    def _check_fit_data(self, X, y, validation_data, early_stopping, callbacks):
+        """The training and validation data converted once (``(X, labels, Y)`` each) and the
+        callbacks, early stopping last."""
+        model = self.model
         X = model._prepare_X(X)
         labels, Y = model._prepare_y(y, X.shape[0])
         val = None
@@ -389,6 +302,23 @@ class Trainer:
                 raise TypeError(f"callbacks must be callables or have on_epoch_end, got "
                                 f"{_describe(cb)}")
 
+        return X, labels, Y, val, callbacks
+
+    def _end_epoch(self, epoch, logs, callbacks, progress):
+        """Record an epoch, then call the callbacks (in order) and print its line."""
+        self.epoch += 1
+        self.history.append(logs)
+        for cb in callbacks:
+            if hasattr(cb, "on_epoch_end"):
+                cb.on_epoch_end(self, epoch, logs)
+            else:
+                cb(self, epoch, logs)
+        if progress:
+            _print_epoch(logs)
+
+    def _run_epochs(self, X, labels, Y, val, epochs, callbacks, progress):
+        """The epochs, each a sequence of runs of compiled steps (see the module docstring)."""
+        model = self.model
         n = X.shape[0]
         bs = min(self.batch_size, n)
         _check_batch_norm_rows(model, n, bs, self.batch_size)
@@ -396,8 +326,7 @@ class Trainer:
         net = model._net(bs, n_threads)
         v, s = self._moments()
         opt = self.optimizer
-        kind = _KINDS[opt.name]
-        beta1, beta2, eps, wd = opt._hyper()
+        kind, beta1, beta2, eps, wd = opt.kernel_params()
         l2_coef = self.l2 / n
         units = 1 if model.task == "multiclass" else model.n_outputs
         smooth = self._smooth
@@ -412,9 +341,8 @@ class Trainer:
         bar = None
         snaps = [None, None]  # training-state copies: this epoch's start, the previous one's
         prev = None           # (snapshot, run, first step) of the previous epoch of this call
-        sigint = _DeferredInterrupt()
-        try:
-            sigint.__enter__()
+        with _DeferredInterrupt() as sigint, contextlib.ExitStack() as bars:
+            bars.callback(lambda: bar is not None and bar.close())
             for _ in range(epochs):
                 epoch = self.epoch
                 lr = self._lr(epoch)
@@ -451,7 +379,8 @@ class Trainer:
                     # state before the last update by replaying from one of them.
                     snaps[0], snaps[1] = self._snapshot(v, s, snaps[1]), snaps[0]
                     snap = snaps[0]
-                    replay = lambda j: run(k0 + j, 1)  # noqa: E731
+                    # replay runs within this epoch, while k0 is still its own (B023)
+                    replay = lambda j: run(k0 + j, 1)  # noqa: E731, B023
                     k, chunk = k0, 1
                     while k < n_steps:
                         count = min(chunk, n_steps - k)
@@ -493,28 +422,12 @@ class Trainer:
                     self._position = _EpochPosition(epoch, k, n, bs, self.shuffle, self.seed,
                                                     results[:k].copy(), time.perf_counter() - t0)
                     raise
-                self.epoch += 1
-                self.history.append(logs)
                 prev = (snap, run, k0, n_steps, float(costs[-1]))
-                for cb in callbacks:
-                    if hasattr(cb, "on_epoch_end"):
-                        cb.on_epoch_end(self, epoch, logs)
-                    else:
-                        cb(self, epoch, logs)
-                if progress:
-                    _print_epoch(logs)
+                self._end_epoch(epoch, logs, callbacks, progress)
                 if sigint.pending:  # Ctrl-C during the epoch's evaluation or callbacks
                     raise KeyboardInterrupt
                 if self.stop_training:
                     break
-        finally:
-            sigint.__exit__(None, None, None)
-            if bar is not None:
-                bar.close()
-        for cb in callbacks:
-            if hasattr(cb, "on_train_end"):
-                cb.on_train_end(self)
-        return self.history
 
     # ---- divergence ----------------------------------------------------------------------------
 
@@ -576,7 +489,6 @@ class Trainer:
         trainer continues it exactly, but a trainer loaded from the file starts that epoch
         again from its first batch (a ``RuntimeWarning`` says so).
         """
-        from .io import save_checkpoint
         if self._position is not None:
             warnings.warn(f"this trainer was interrupted {self._position}; the checkpoint does "
                           f"not hold that position, so a trainer loaded from it starts epoch "
@@ -587,14 +499,32 @@ class Trainer:
     @classmethod
     def load_checkpoint(cls, path):
         """A Trainer restored from :meth:`save_checkpoint`: continuing it gives bit-identical
-        weights to never having stopped."""
-        from .io import load_checkpoint
-        return load_checkpoint(path)
+        weights to never having stopped.  Errors as for :func:`fastnn.load`."""
+        saved = read_checkpoint(path)
+        model = MLP._from_saved(saved.model)
+        trainer = cls(model, optimizer=saved.optimizer, schedule=saved.schedule,
+                      **saved.trainer_kwargs)
+        optimizer, state = saved.optimizer, saved.state
+        for (which, key), arr in saved.moments.items():
+            optimizer.state[which][key] = arr.copy()
+        optimizer.state["step"] = state["optimizer_step"]
+        trainer.epoch, trainer.step = state["epoch"], state["step"]
+        if saved.loss_ewa is not None:
+            trainer._smooth = saved.loss_ewa
+        for key, values in state["history"].items():
+            trainer.history.history[key] = [float("nan") if v is None else v for v in values]
+        return trainer
 
     def get_config(self):
-        return {"optimizer": self.optimizer.get_config(), "schedule": _schedule_config(self.schedule),
+        return {"optimizer": self.optimizer.get_config(),
+                "schedule": _schedule_config(self.schedule),
                 "l2": self.l2, "batch_size": self.batch_size, "shuffle": self.shuffle,
                 "seed": self.seed}
+
+
+def load_checkpoint(path):
+    """A Trainer restored from a checkpoint file: :meth:`Trainer.load_checkpoint`."""
+    return Trainer.load_checkpoint(path)
 
 
 def _check_batch_norm_rows(model, n, bs, batch_size):

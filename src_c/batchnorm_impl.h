@@ -81,47 +81,6 @@ void FNN_(batchnorm_forward_train)(int m, int n, const FNN_REAL *Z, ptrdiff_t ld
     }
 }
 
-/* Inference forward with the running statistics. */
-void FNN_(batchnorm_forward_infer)(int m, int n, const FNN_REAL *Z, ptrdiff_t ldz,
-                                   const FNN_REAL *gamma, const FNN_REAL *beta,
-                                   const FNN_REAL *running_mean, const FNN_REAL *running_var,
-                                   double eps, FNN_REAL *Zt, ptrdiff_t ldt, int n_threads)
-{
-    if (m <= 0 || n <= 0)
-        return;
-    const int n_blocks = (n + FNN_BN_COLS - 1) / FNN_BN_COLS;
-    if (n_threads < 1)
-        n_threads = 1;
-    (void)n_threads;
-
-    const unsigned fp_mode = fnn_fp_mode();
-    FNN_PRAGMA(omp parallel num_threads(n_threads) if (parallel : (ptrdiff_t)m * n > FNN_BN_PAR_MIN))
-    {
-        const unsigned fp_saved = fnn_fp_enter(fp_mode); /* the caller's FTZ/DAZ */
-        FNN_PRAGMA(omp for schedule(static))
-        for (int blk = 0; blk < n_blocks; blk++) {
-            const int j0 = blk * FNN_BN_COLS;
-            const int nb = n - j0 < FNN_BN_COLS ? n - j0 : FNN_BN_COLS;
-            double mean[FNN_BN_COLS], rs[FNN_BN_COLS], ga[FNN_BN_COLS], be[FNN_BN_COLS];
-            int i, jj;
-            for (jj = 0; jj < nb; jj++) {
-                mean[jj] = running_mean[j0 + jj];
-                rs[jj] = 1.0 / sqrt((double)running_var[j0 + jj] + eps);
-                ga[jj] = gamma[j0 + jj];
-                be[jj] = beta[j0 + jj];
-            }
-            for (i = 0; i < m; i++) {
-                const FNN_REAL *z = Z + (ptrdiff_t)i * ldz + j0;
-                FNN_REAL *zt = Zt + (ptrdiff_t)i * ldt + j0;
-                FNN_PRAGMA(omp simd)
-                for (jj = 0; jj < nb; jj++)
-                    zt[jj] = (FNN_REAL)(ga[jj] * (((double)z[jj] - mean[jj]) * rs[jj]) + be[jj]);
-            }
-        }
-        fnn_fp_leave(fp_saved);
-    }
-}
-
 /* Backward: dbeta, dgamma and dZ from dY = dLoss/dZt. */
 void FNN_(batchnorm_backward)(int m, int n, const FNN_REAL *dY, ptrdiff_t ldy,
                               const FNN_REAL *Zhat, ptrdiff_t ldh, const FNN_REAL *gamma,

@@ -306,8 +306,6 @@ void fnn_doptim_step(const fnn_optim_params *op, ptrdiff_t count, double *p, con
  *   Outputs Zhat (row stride ldh) and Zt (ldt); either may alias Z (same stride), not each other.
  *   mu and var may be NULL; rstd may not (backward needs it).  running_mean/running_var are
  *   updated in place, or left alone when NULL.
- * fnn_sbatchnorm_forward_infer:
- *   Zt = gamma * (Z - running_mean) / sqrt(running_var + eps) + beta;  Zt may alias Z.
  * fnn_sbatchnorm_backward, from dY = dLoss/dZt (after the activation derivative):
  *   dbeta = sum_i dY[i,:];  dgamma = sum_i dY[i,:] * Zhat[i,:];
  *   dZ = gamma * rstd / m * (m * dY - dbeta - Zhat * dgamma);  dZ may alias dY (same stride).
@@ -323,14 +321,6 @@ void fnn_dbatchnorm_forward_train(int m, int n, const double *Z, ptrdiff_t ldz,
                                   double momentum, double *Zhat, ptrdiff_t ldh, double *Zt,
                                   ptrdiff_t ldt, double *mu, double *var, double *rstd,
                                   double *running_mean, double *running_var, int n_threads);
-void fnn_sbatchnorm_forward_infer(int m, int n, const float *Z, ptrdiff_t ldz,
-                                  const float *gamma, const float *beta,
-                                  const float *running_mean, const float *running_var,
-                                  double eps, float *Zt, ptrdiff_t ldt, int n_threads);
-void fnn_dbatchnorm_forward_infer(int m, int n, const double *Z, ptrdiff_t ldz,
-                                  const double *gamma, const double *beta,
-                                  const double *running_mean, const double *running_var,
-                                  double eps, double *Zt, ptrdiff_t ldt, int n_threads);
 void fnn_sbatchnorm_backward(int m, int n, const float *dY, ptrdiff_t ldy,
                              const float *Zhat, ptrdiff_t ldh, const float *gamma,
                              const float *rstd, float *dgamma, float *dbeta,

@@ -8,13 +8,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(_WIN32)
-#include <process.h>
-#define fnn_getpid() ((long)_getpid())
-#else
 #include <unistd.h>
 #define fnn_getpid() ((long)getpid())
-#endif
 
 #include "fastnn.h"
 #include "omp_compat.h"
@@ -25,21 +20,13 @@ void *fnn_aligned_alloc(size_t bytes)
     void *p = NULL;
     if (bytes == 0) bytes = 64;
     bytes = (bytes + 63) & ~(size_t)63;
-#if defined(_WIN32)
-    p = _aligned_malloc(bytes, 64);
-#else
     if (posix_memalign(&p, 64, bytes) != 0) p = NULL;
-#endif
     return p;
 }
 
 void fnn_aligned_free(void *p)
 {
-#if defined(_WIN32)
-    _aligned_free(p);
-#else
     free(p);
-#endif
 }
 
 /* Enter the flush-to-zero mode of the network's entry points (fastnn.h, "floating point") on the

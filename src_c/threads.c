@@ -5,9 +5,7 @@
 #include "omp_compat.h"
 #include "fpmode.h"
 
-#if defined(_OPENMP) && defined(_WIN32)
-#include <windows.h>
-#elif defined(_OPENMP) && defined(__APPLE__)
+#if defined(_OPENMP) && defined(__APPLE__)
 #include <dlfcn.h>
 #elif defined(_OPENMP) && (defined(__linux__) || defined(__FreeBSD__))
 #include <link.h>
@@ -62,8 +60,7 @@ static int copy_path(const char *path, char *out, size_t size)
     return 0;
 }
 
-#if defined(_OPENMP) && !defined(_WIN32) && !defined(__APPLE__) && \
-    (defined(__linux__) || defined(__FreeBSD__))
+#if defined(_OPENMP) && !defined(__APPLE__) && (defined(__linux__) || defined(__FreeBSD__))
 /* dl_iterate_phdr rather than dladdr: glibc 2.34 moved dladdr into libc under a new symbol
  * version, which would raise a wheel's glibc floor; dl_iterate_phdr has been in libc all along. */
 struct find_object { uintptr_t addr; const char *name; };
@@ -89,16 +86,6 @@ int fnn_openmp_runtime_path(char *out, size_t size)
 #if !defined(_OPENMP)
     (void)out; (void)size;
     return -1;
-#elif defined(_WIN32)
-    HMODULE module;
-    char path[MAX_PATH];
-    DWORD len;
-    if (!GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
-                            GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-                            (LPCSTR)(uintptr_t)&omp_get_max_threads, &module))
-        return -1;
-    len = GetModuleFileNameA(module, path, MAX_PATH);
-    return len > 0 && len < MAX_PATH ? copy_path(path, out, size) : -1;
 #elif defined(__APPLE__)
     Dl_info info;
     if (!dladdr((const void *)(uintptr_t)&omp_get_max_threads, &info))

@@ -13,7 +13,6 @@ import pytest
 import fastnn as fn
 from fastnn.cli import main
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

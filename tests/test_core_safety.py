@@ -15,6 +15,7 @@ import pytest
 
 import fastnn as fn
 from fastnn import _core
+
 from isa_support import ISA_PARAMS, using_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -117,7 +117,8 @@ def test_regularization_trades_train_for_test(examples, tmp_path):
     assert none[2] > l2[2] and none[2] > dropout[2]          # the best fit of the training set
     assert none[3] < l2[3] and none[3] < dropout[3]          # and the worst of the test set
     # L2 shrinks the weights
-    w = lambda r: sum(np.sum(v ** 2) for k, v in r[0].get_weights().items() if k.endswith("W"))
+    def w(r):
+        return sum(np.sum(v ** 2) for k, v in r[0].get_weights().items() if k.endswith("W"))
     assert w(l2) < 0.5 * w(none)
     _png(tmp_path, "regularization.png")
 

@@ -7,7 +7,6 @@ import pytest
 
 import fastnn as fn
 
-
 # ---- a learner's own network, written the course's way (columns are examples) -----------------
 
 def _relu(z):

@@ -18,6 +18,7 @@ import pytest
 import fastnn as fn
 from fastnn import _core
 from fastnn import reference as ref
+
 from isa_support import ISA_PARAMS, using_isa
 
 DTYPES = ["float32", "float64"]

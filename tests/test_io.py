@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn as fn
+
 from safetensors_edit import rewrite
 
 

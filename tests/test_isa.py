@@ -20,6 +20,7 @@ import pytest
 import fastnn as fn
 from fastnn import _core
 from fastnn import reference as ref
+
 from isa_support import ISA_PARAMS, PAIR_PARAMS, RUNNABLE, using_isa
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -32,6 +32,7 @@ import fastnn as fn
 from fastnn import _core
 from fastnn import reference as ref
 from fastnn._threads import threads
+
 from isa_support import ISA_PARAMS, using_isa
 
 DTYPES = [np.float32, np.float64]

@@ -1,7 +1,8 @@
 """The compiled network against the NumPy oracle (fastnn.reference), gradient checks, the API."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastnn as fn
 from fastnn import reference as ref

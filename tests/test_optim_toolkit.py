@@ -6,15 +6,16 @@ differences, and a second run of the same deterministic training.
 """
 import json
 import math
-import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastnn as fn
-from safetensors_edit import rewrite
 from fastnn import reference as ref
+
+from safetensors_edit import rewrite
 
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=1e-6)}
 

@@ -24,8 +24,11 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastnn as fn  # noqa: E402
-from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-from fastnn.sklearn import _network  # noqa: E402
+from fastnn.sklearn import (  # noqa: E402
+    MLPClassifier,
+    MLPRegressor,
+    _network,  # noqa: E402
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

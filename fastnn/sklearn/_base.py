@@ -10,7 +10,6 @@ outputs become predictions.
 """
 import numbers
 import warnings
-
 import weakref
 
 import numpy as np

@@ -14,7 +14,6 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from .. import _core
-from ..optim import _KINDS
 
 
 class SGD:
@@ -99,7 +98,8 @@ class _Fused:
     def update(self, params, grads, n_threads):
         self.t += 1
         lr, beta1, beta2, eps = self._hyper()
-        _core.optim_step(_KINDS[self.kind], lr, beta1, beta2, eps, 0.0, self.t, params, grads,
+        _core.optim_step(_core.OPTIMIZER_CODES[self.kind], lr, beta1, beta2, eps, 0.0, self.t,
+                         params, grads,
                          self.exp_avg, self.exp_avg_sq, n_threads)
 
     def iteration_ends(self, time_step):
