@@ -10,6 +10,7 @@ importing the package ``fastnn`` itself (``import fastnn``, ``from . import __ve
 an edge to ``fastnn/__init__.py``, which imports most of the package.
 """
 import ast
+import os
 import pathlib
 import re
 import subprocess
@@ -17,7 +18,13 @@ import sys
 
 import pytest
 
+import fastnn
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+HERE = pathlib.Path(__file__).resolve().parent
+# Children import the fastnn this process imported (the installed one in CI: a clean clone's
+# source tree holds no compiled core), from outside the source tree.
+CHILD_ENV = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastnn.__file__)))
 PACKAGE = ROOT / "fastnn"
 
 # The modules that may be longer than a newcomer can hold in their head, and why.
@@ -127,7 +134,7 @@ def test_reference_imports_no_compiled_module():
             f"spec = importlib.util.spec_from_file_location('oracle', {str(PACKAGE / 'reference.py')!r})\n"
             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
             "assert not [m for m in sys.modules if m.startswith('fastnn')], sorted(sys.modules)\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE, env=CHILD_ENV)
 
 
 def test_package_imports_no_benchmarks_or_tests():
@@ -147,7 +154,7 @@ def test_c_sources_include_no_python_header():
 # A __main__ module runs the command when imported.
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith(".__main__")))
 def test_each_module_imports_alone(name):
-    subprocess.run([sys.executable, "-c", f"import {name}"], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", f"import {name}"], check=True, cwd=HERE, env=CHILD_ENV)
 
 
 def test_modules_are_short():
