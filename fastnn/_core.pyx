@@ -186,13 +186,18 @@ cdef int _check_status(int rc, what) except -1:
     raise ValueError(f"{what}: sizes that disagree with the compiled network")
 
 
-cdef char *_aligned_ws(size_t nbytes, list keep):
-    """A 64-byte aligned scratch of nbytes; `keep` holds the array that owns it."""
-    arr = np.empty(nbytes + 64, dtype=np.uint8)
+cdef char *_aligned_in(arr, list keep):
+    """The first 64-byte aligned byte of the uint8 array `arr` (which has 64 bytes to spare);
+    `keep` holds the array while the pointer is used."""
     keep.append(arr)
     cdef uint8_t[::1] view = arr
     cdef char *p = <char *>&view[0]
     return p + ((64 - (<size_t>p) % 64) % 64)
+
+
+cdef char *_aligned_ws(size_t nbytes, list keep):
+    """A 64-byte aligned scratch of nbytes; `keep` holds the array that owns it."""
+    return _aligned_in(np.empty(nbytes + 64, dtype=np.uint8), keep)
 
 
 # An inference workspace up to this size stays with its thread between calls (the packed
@@ -698,10 +703,7 @@ cdef class Net:
         if cached is None or cached.shape[0] < wsb[0] + 64:
             cached = np.empty(wsb[0] + 64, dtype=np.uint8)
             self._tls.ws = cached if wsb[0] <= _KEEP_WS_BYTES else None
-        keep.append(cached)
-        cdef uint8_t[::1] view = cached
-        cdef char *p = <char *>&view[0]
-        return p + ((64 - (<size_t>p) % 64) % 64)
+        return _aligned_in(cached, keep)
 
     cdef int _check_targets(self, Py_ssize_t m, const int32_t[::1] labels, Py_ssize_t y_rows,
                             Py_ssize_t y_cols, bint has_y) except -1:

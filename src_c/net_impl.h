@@ -529,20 +529,21 @@ static P(infer_layout) P(infer_plan)(const P(net) *net, int m, int n_threads, in
         if (net->layers[l].batch_norm) P(take)(&off, sizeof(T) * (size_t)net->layers[l].n_out);
     lo.rest = off;
 
-    /* layer by layer (only ever used for m <= MR, but sized for any m asked) */
+    /* layer by layer: only m <= MR of some ISA takes it (more rows are streamed) */
     size_t ll = 0;
-    lo.act = P(take)(&ll, 2 * sizeof(T) * rows * (size_t)net->max_width);
-    lo.xs = P(take)(&ll, sizeof(T) * rows * (size_t)net->layers[0].n_in);
-    lo.scratch = P(take)(&ll, 3 * sizeof(T) * (size_t)net->max_width);
-    lo.lptrs = P(take)(&ll, 2 * sizeof(T *) * (size_t)L);
-    lo.gemm_bytes = 0;
-    for (int l = 0; l < L; l++) {
-        const size_t w = fnn_gemm_ws_size((int)rows, net->layers[l].n_out, net->layers[l].n_in,
-                                          n_threads, sizeof(T));
-        if (w > lo.gemm_bytes) lo.gemm_bytes = w;
+    lo.act = lo.xs = lo.scratch = lo.lptrs = lo.gemm = lo.gemm_bytes = 0;
+    if ((int)rows <= mr_max) {
+        lo.act = P(take)(&ll, 2 * sizeof(T) * rows * (size_t)net->max_width);
+        lo.xs = P(take)(&ll, sizeof(T) * rows * (size_t)net->layers[0].n_in);
+        lo.scratch = P(take)(&ll, 3 * sizeof(T) * (size_t)net->max_width);
+        lo.lptrs = P(take)(&ll, 2 * sizeof(T *) * (size_t)L);
+        for (int l = 0; l < L; l++) {
+            const size_t w = fnn_gemm_ws_size((int)rows, net->layers[l].n_out,
+                                              net->layers[l].n_in, n_threads, sizeof(T));
+            if (w > lo.gemm_bytes) lo.gemm_bytes = w;
+        }
+        lo.gemm = P(take)(&ll, lo.gemm_bytes);
     }
-    lo.gemm = P(take)(&ll, lo.gemm_bytes);
-    if ((int)rows > mr_max) ll = 0;   /* never taken: the streamed path runs */
 
     /* streamed: one slice per thread */
     lo.rb = (int)rows < mc_max ? (int)rows : mc_max;

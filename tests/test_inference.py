@@ -155,3 +155,21 @@ def test_standardised_inputs_same_bits_as_numpy_standardising_first(isa, dtype):
             y = rng.integers(0, model.n_outputs, m)
             got = model.evaluate(X, y)
             assert got == model._evaluate_prepared(Xs, *model._prepare_y(y, m)), (m, got)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_finite_scan_agrees_with_numpy_on_every_special_value(dtype):
+    """_core.all_finite (the no-temporary scan of inputs and outputs) against np.isfinite: one
+    special value at a time, at every position of a vector-sized run and past it."""
+    info = np.finfo(dtype)
+    specials = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, info.max, -info.max, info.tiny,
+                info.tiny / 2, info.eps]
+    payload = np.array([np.nan], dtype=dtype)
+    payload.view(np.uint32 if dtype == "float32" else np.uint64)[0] |= 1  # another NaN payload
+    specials.append(payload[0])
+    for shape in ((1, 1), (3, 7), (5, 33)):
+        for v in specials:
+            for pos in (0, shape[0] * shape[1] // 2, shape[0] * shape[1] - 1):
+                a = np.ones(shape, dtype=dtype)
+                a.reshape(-1)[pos] = v
+                assert _core.all_finite(a) == bool(np.isfinite(a).all()), (shape, v, pos)

@@ -35,21 +35,11 @@ class PredictVsTorch:
     unit = "x"
 
     def setup(self, rows):
-        try:
-            import torch
-        except ImportError:
-            raise NotImplementedError("PyTorch is not installed")
-        self.model = make_model(dtype="float32")
-        w = self.model.get_weights()
-        mods = []
-        for i, (n_in, n_out) in enumerate(((784, 512), (512, 256), (256, 10))):
-            lin = torch.nn.Linear(n_in, n_out)
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w[f"{i}.W"].T)))
-                lin.bias.copy_(torch.from_numpy(w[f"{i}.b"]))
-            mods += [lin, torch.nn.ReLU() if i < 2 else torch.nn.Softmax(dim=1)]
-        self.torch_model = torch.nn.Sequential(*mods).eval()
-        self.torch = torch
+        from fastnn.bench import _infer_models  # the comparison's own same-weights peers
+        self.model, peers, skipped = _infer_models((784, 512, 256, 10), "float32", False)
+        if "torch" not in peers:
+            raise NotImplementedError(skipped["torch"])
+        self.torch_predict = peers["torch"]
         self.X = _inputs(rows, "float32")
         self.number = max(1, 20_000 // rows)
 
@@ -63,13 +53,9 @@ class PredictVsTorch:
         return float(np.median(best))
 
     def track_torch_time_over_fastnn(self, rows):
-        X, tm, torch = self.X, self.torch_model, self.torch
-
-        def torch_call():
-            with torch.inference_mode():
-                return tm(torch.from_numpy(X)).numpy()
+        X = self.X
         ratios = []
         for _ in range(3):
             fast = self._time(lambda: self.model.predict_proba(X))
-            ratios.append(self._time(torch_call) / fast)
+            ratios.append(self._time(lambda: self.torch_predict(X)) / fast)
         return float(np.median(ratios))
